@@ -1,0 +1,188 @@
+"""The `cfgdistill` command: train, distill, sample, demo."""
+
+import argparse
+import math
+import sys
+import warnings
+from pathlib import Path
+
+from .errors import UserError
+
+SAMPLER_NAMES = ("ddim", "dpm++", "euler")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line on stderr and exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def label_list(text: str) -> list:
+    try:
+        return [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"labels must be whole numbers separated by commas, got {text!r}") from None
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="cfgdistill", description="Classifier-free guidance and guidance distillation for diffusion models.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = commands.add_parser("train", help="train a class-conditional teacher with condition dropout")
+    train.add_argument("--data", default="digits", help="dataset (default: digits, bundled with scikit-learn)")
+    train.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
+    train.add_argument("--steps", type=positive_int, default=2000)
+    train.add_argument("--batch-size", type=positive_int, default=64)
+    train.add_argument("--lr", type=finite_float, default=1e-3)
+    train.add_argument("--p-uncond", type=finite_float, default=0.1, help="probability of dropping the label to the null class")
+    train.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="epsilon")
+    train.add_argument("--ema-decay", type=finite_float, default=0.999)
+    train.add_argument("--seed", type=int, default=0)
+
+    distill = commands.add_parser("distill", help="distill a teacher's CFG into a one-pass student that takes s")
+    distill.add_argument("--teacher", required=True, type=Path, help="teacher checkpoint folder")
+    distill.add_argument("--out", required=True, type=Path, help="student checkpoint folder to write")
+    distill.add_argument("--steps", type=positive_int, default=1500)
+    distill.add_argument("--batch-size", type=positive_int, default=64)
+    distill.add_argument("--lr", type=finite_float, default=3e-4)
+    distill.add_argument("--guidance-min", type=finite_float, default=1.0, help="smallest s drawn in training")
+    distill.add_argument("--guidance-max", type=finite_float, default=6.0, help="largest s drawn in training")
+    distill.add_argument("--p-uncond", type=finite_float, default=0.1)
+    distill.add_argument("--ema-decay", type=finite_float, default=0.999)
+    distill.add_argument("--seed", type=int, default=0)
+
+    sample = commands.add_parser("sample", help="sample a teacher (CFG, two passes) or a student (one pass)")
+    sample.add_argument("--model", required=True, type=Path, help="teacher or student checkpoint folder")
+    sample.add_argument("--out", required=True, type=Path, help="PNG grid to write")
+    sample.add_argument("--guidance", "-s", type=finite_float, default=3.0, help="s: 0 unconditional, 1 conditional, >1 guided")
+    sample.add_argument("--steps", type=positive_int, default=25)
+    sample.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim")
+    sample.add_argument("--labels", type=label_list, help="comma-separated class labels, repeated to fill --n")
+    sample.add_argument("--n", type=positive_int, help="number of images (default: one per label, or 10 per class)")
+    sample.add_argument("--seed", type=int, default=0, help="image i starts from noise seeded with seed + i")
+    sample.add_argument("--batch-size", type=positive_int, default=256)
+    sample.add_argument("--out-array", type=Path, help="also save the samples as float32 N×C×H×W in [-1, 1] (.npy)")
+
+    demo = commands.add_parser("demo", help="train, distill and compare on the bundled digits")
+    demo.add_argument("--out", required=True, type=Path)
+    demo.add_argument("--train-steps", type=positive_int, default=None)
+    demo.add_argument("--distill-steps", type=positive_int, default=None)
+    demo.add_argument("--sample-steps", type=positive_int, default=25)
+    demo.add_argument("--n", type=positive_int, default=200, help="samples per guidance scale for the summary")
+
+    for sub in (train, distill, demo):
+        sub.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    for sub in (train, distill, sample, demo):
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def run_train(args):
+    from .checkpoint import check_output_dir
+    from .train import TrainConfig, train_teacher
+
+    check_output_dir(args.out, args.overwrite)
+    config = TrainConfig(
+        data=args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, p_uncond=args.p_uncond,
+        prediction=args.prediction, ema_decay=args.ema_decay, seed=args.seed,
+    )
+    teacher = train_teacher(config, progress=not args.quiet)
+    print(f"teacher saved to {teacher.save(args.out, args.overwrite)}")
+
+
+def run_distill(args):
+    from .checkpoint import check_output_dir, load_checkpoint
+    from .distill import DistillConfig, distill
+
+    check_output_dir(args.out, args.overwrite)
+    config = DistillConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, guidance_min=args.guidance_min,
+        guidance_max=args.guidance_max, p_uncond=args.p_uncond, ema_decay=args.ema_decay, seed=args.seed,
+    )
+    config.validate()
+    student = distill(load_checkpoint(args.teacher), config, progress=not args.quiet)
+    print(f"student saved to {student.save(args.out, args.overwrite)}")
+
+
+def check_file_output(path: Path, suffix: str):
+    if path.suffix.lower() != suffix:
+        raise UserError(f"{path} should end in {suffix}")
+    if not path.parent.is_dir():
+        raise UserError(f"folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder")
+
+
+def run_sample(args):
+    import torch
+
+    from .checkpoint import load_checkpoint
+    from .images import save_array, save_image, tile
+    from .sampling import check_labels, sample
+
+    check_file_output(args.out, ".png")
+    if args.out_array is not None:
+        check_file_output(args.out_array, ".npy")
+    checkpoint = load_checkpoint(args.model)
+    classes = checkpoint.num_classes
+    labels = args.labels if args.labels else list(range(classes))
+    if not labels:
+        raise UserError("--labels is empty")
+    check_labels(torch.tensor(labels), classes)
+    n = args.n or (len(labels) if args.labels else 10 * classes)
+    cond = torch.tensor(labels).repeat(math.ceil(n / len(labels)))[:n]
+    images = sample(
+        checkpoint.model, checkpoint.noise_schedule, cond, s=args.guidance, steps=args.steps,
+        sampler=args.sampler, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+    )
+    passes = "1 pass" if checkpoint.kind == "student" else ("2 passes (batched)" if args.guidance not in (0, 1) else "1 pass")
+    save_image(tile(images, ncol=min(n, len(labels) if args.labels else classes)), args.out)
+    if args.out_array is not None:
+        save_array(images, args.out_array)
+    print(f"{n} samples from the {checkpoint.kind} at s = {args.guidance:g}, {args.steps} steps, {passes} per step -> {args.out}")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.showwarning = lambda message, category, *rest, **kw: print(f"cfgdistill: warning: {message}", file=sys.stderr)
+    handlers = {"train": run_train, "distill": run_distill, "sample": run_sample}
+    try:
+        if args.command == "demo":
+            from .demo import run_demo
+
+            run_demo(args)
+        else:
+            handlers[args.command](args)
+    except UserError as error:
+        print(f"cfgdistill: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("cfgdistill: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Measuring a student against its teacher: fidelity, cost and speed."""

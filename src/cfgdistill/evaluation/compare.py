@@ -1,0 +1,65 @@
+"""Side-by-side measurements of teacher (CFG) and student sampling from the same noise."""
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from ..sampling import sample
+
+
+def paired_error(x_student: torch.Tensor, x_teacher: torch.Tensor) -> float:
+    """‖x_student − x_teacher‖ / ‖x_teacher‖ over the whole set of paired samples."""
+    return float((x_student - x_teacher).norm() / x_teacher.norm())
+
+
+@contextmanager
+def count_rows(model):
+    """Count the images that pass through the network: one per image per network evaluation."""
+    counter = {"rows": 0}
+    handle = model.register_forward_pre_hook(lambda module, args: counter.__setitem__("rows", counter["rows"] + args[0].shape[0]))
+    try:
+        yield counter
+    finally:
+        handle.remove()
+
+
+@dataclass
+class Run:
+    images: torch.Tensor
+    seconds: float
+    nfe_per_image: float
+
+    @property
+    def samples_per_second(self) -> float:
+        return len(self.images) / self.seconds
+
+
+def timed_sample(model, noise_schedule, labels, s, steps, sampler="ddim", seed=0, batch_size=256) -> Run:
+    """Sample once, measuring wall time and network evaluations per image."""
+    with count_rows(model) as counter:
+        start = time.perf_counter()
+        images = sample(model, noise_schedule, labels, s=s, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
+        seconds = time.perf_counter() - start
+    return Run(images, seconds, counter["rows"] / len(labels))
+
+
+def compare(teacher, student, noise_schedule, labels, s, steps, sampler="ddim", seed=0, batch_size=256) -> tuple:
+    """Teacher and student at the same s, steps, seeds and labels; returns (teacher run, student run, summary)."""
+    args = dict(s=s, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
+    t_run = timed_sample(teacher, noise_schedule, labels, **args)
+    s_run = timed_sample(student, noise_schedule, labels, **args)
+    summary = {
+        "s": s,
+        "n": len(labels),
+        "steps": steps,
+        "sampler": sampler,
+        "paired_relative_error": paired_error(s_run.images, t_run.images),
+        "teacher_samples_per_s": t_run.samples_per_second,
+        "student_samples_per_s": s_run.samples_per_second,
+        "throughput_ratio": s_run.samples_per_second / t_run.samples_per_second,
+        "teacher_nfe_per_image": t_run.nfe_per_image,
+        "student_nfe_per_image": s_run.nfe_per_image,
+    }
+    return t_run, s_run, summary

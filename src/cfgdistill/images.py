@@ -1,0 +1,64 @@
+"""Image grids as PNG files: samples in [-1, 1] become pixels, upscaled so that 8×8 digits are visible."""
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+
+def to_pixels(images: torch.Tensor, cell: int) -> list:
+    """N×C×H×W in [-1, 1] -> PIL images of cell×cell pixels (nearest neighbour keeps pixels sharp)."""
+    array = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    mode = "L" if array.shape[-1] == 1 else "RGB"
+    return [Image.fromarray(a.squeeze(-1) if mode == "L" else a, mode).resize((cell, cell), Image.NEAREST) for a in array]
+
+
+def tile(images: torch.Tensor, ncol: int, cell: int = 32, pad: int = 2) -> Image.Image:
+    """A grid of images, ncol per row."""
+    tiles = to_pixels(images, cell)
+    nrow = math.ceil(len(tiles) / ncol)
+    canvas = Image.new("L", (ncol * (cell + pad) + pad, nrow * (cell + pad) + pad), 255)
+    for i, im in enumerate(tiles):
+        canvas.paste(im.convert("L"), (pad + (i % ncol) * (cell + pad), pad + (i // ncol) * (cell + pad)))
+    return canvas
+
+
+def labelled_panels(panels: dict, row_labels: list, col_labels: list, cell: int = 32) -> Image.Image:
+    """Side-by-side panels (title -> rows×cols×C×H×W tensor) with row and column captions."""
+    font = ImageFont.load_default()
+    margin, gap, head, pad = 60, 24, 36, 2
+    grids = {title: tile(x.flatten(0, 1), x.shape[1], cell, pad) for title, x in panels.items()}
+    width = margin + sum(g.width for g in grids.values()) + gap * (len(grids) - 1)
+    height = head + max(g.height for g in grids.values())
+    canvas = Image.new("L", (width, height), 255)
+    draw = ImageDraw.Draw(canvas)
+    x = margin
+    for title, grid in grids.items():
+        canvas.paste(grid, (x, head))
+        draw.text((x, 2), title, fill=0, font=font)
+        for j, name in enumerate(col_labels):
+            draw.text((x + pad + j * (cell + pad) + cell // 3, head - 14), str(name), fill=0, font=font)
+        x += grid.width + gap
+    for i, name in enumerate(row_labels):
+        draw.text((4, head + pad + i * (cell + pad) + cell // 3), str(name), fill=0, font=font)
+    return canvas
+
+
+def save_image(image: Image.Image, path) -> Path:
+    """Write through a temporary file, so an existing file is never left half-written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path
+
+
+def save_array(images: torch.Tensor, path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
+    np.save(tmp, images.numpy().astype(np.float32))
+    os.replace(tmp, path)
+    return path

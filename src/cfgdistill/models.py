@@ -1,0 +1,98 @@
+"""Denoiser networks built from diffusers blocks: the class-conditional teacher and its guidance-embedded student."""
+
+import torch
+from torch import nn
+from diffusers import ModelMixin, UNet2DModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+
+
+class GuidanceEmbedding(nn.Module):
+    """Embeds the guidance scale s like a timestep (FLUX's `guidance_in`): sinusoids of 1000·s, then Linear–SiLU–Linear.
+
+    The last layer starts at zero, so a new student behaves exactly like its teacher (DiT/ControlNet habit).
+    """
+
+    def __init__(self, dim: int, channels: int = 256, scale: float = 1000.0):
+        super().__init__()
+        self.proj = Timesteps(channels, flip_sin_to_cos=True, downscale_freq_shift=0, scale=scale)
+        self.mlp = TimestepEmbedding(channels, dim)
+        nn.init.zeros_(self.mlp.linear_2.weight)
+        nn.init.zeros_(self.mlp.linear_2.bias)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.proj(s).to(self.mlp.linear_1.weight.dtype))
+
+
+class Denoiser(ModelMixin, ConfigMixin):
+    """A class-conditional UNet: `model(x_t, t, labels)` predicts eps or v.
+
+    The label embedding (with a learned null row for "no condition", as in DiT) is added to the
+    timestep embedding. A student (`guidance_embedding=True`) also adds an embedding of s there,
+    and `guidance_range` records the s range it was distilled on.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size: int = 8,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        block_out_channels: tuple = (64, 128),
+        layers_per_block: int = 1,
+        attention: bool = True,
+        guidance_embedding: bool = False,
+        guidance_range: tuple | None = None,
+    ):
+        super().__init__()
+        levels = len(block_out_channels)
+        deep = "Attn" if attention else ""
+        self.unet = UNet2DModel(
+            sample_size=sample_size,
+            in_channels=in_channels,
+            out_channels=in_channels,
+            block_out_channels=tuple(block_out_channels),
+            layers_per_block=layers_per_block,
+            down_block_types=("DownBlock2D",) * (levels - 1) + (f"{deep}DownBlock2D",),
+            up_block_types=(f"{deep}UpBlock2D",) + ("UpBlock2D",) * (levels - 1),
+            add_attention=attention,
+            norm_num_groups=min(32, block_out_channels[0] // 4),
+            class_embed_type="identity",
+        )
+        dim = block_out_channels[0] * 4
+        self.label_embedding = nn.Embedding(num_classes + 1, dim)
+        nn.init.normal_(self.label_embedding.weight, std=0.02)
+        self.guidance_in = GuidanceEmbedding(dim) if guidance_embedding else None
+
+    @property
+    def sample_shape(self) -> tuple:
+        c = self.config
+        return (c.in_channels, c.sample_size, c.sample_size)
+
+    def null_condition(self, labels: torch.Tensor) -> torch.Tensor:
+        """The null class, which stands for "no condition", for each label."""
+        return torch.full_like(labels, self.config.num_classes)
+
+    def forward(self, x_t, t, labels=None, s=None):
+        if labels is None:
+            labels = torch.full((x_t.shape[0],), self.config.num_classes, dtype=torch.long, device=x_t.device)
+        vec = self.label_embedding(labels)
+        if self.guidance_in is not None:
+            if s is None:
+                raise ValueError("a guidance-embedded student needs the guidance scale s")
+            s = torch.as_tensor(s, dtype=torch.float32, device=x_t.device).expand(x_t.shape[0])
+            vec = vec + self.guidance_in(s)
+        t = torch.as_tensor(t, device=x_t.device)
+        return self.unet(x_t, t, class_labels=vec).sample
+
+
+def make_student(teacher: Denoiser, guidance_range: tuple) -> Denoiser:
+    """The teacher's network plus a zero-initialised guidance embedding; all other weights are the teacher's."""
+    config = {k: v for k, v in teacher.config.items() if not k.startswith("_")}
+    config.update(guidance_embedding=True, guidance_range=tuple(float(v) for v in guidance_range))
+    student = Denoiser(**config)
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    fresh = [k for k in missing if not k.startswith("guidance_in.")]
+    if fresh or unexpected:
+        raise ValueError(f"teacher and student differ beyond the guidance embedding: {fresh + unexpected}")
+    return student.to(teacher.device)

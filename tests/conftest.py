@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from cfgdistill.diffusion import make_noise_schedule
+from cfgdistill.models import Denoiser
+
+
+def tiny_denoiser(seed: int = 0, **overrides) -> Denoiser:
+    """A ~30k-parameter network; its label table is widened so that cond and uncond clearly differ."""
+    torch.manual_seed(seed)
+    config = dict(sample_size=8, in_channels=1, num_classes=10, block_out_channels=(8, 16), attention=False)
+    config.update(overrides)
+    model = Denoiser(**config)
+    with torch.no_grad():
+        model.label_embedding.weight.normal_(std=1.0)
+    return model.eval()
+
+
+@pytest.fixture
+def teacher():
+    return tiny_denoiser()
+
+
+@pytest.fixture
+def schedule():
+    return make_noise_schedule("epsilon")
+
+
+@pytest.fixture
+def labels():
+    return torch.arange(10).repeat(2)

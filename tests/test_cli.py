@@ -1,0 +1,105 @@
+"""The command line end to end with tiny step counts, and every bad input it must refuse in one line."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cfgdistill.cli import main
+
+
+def run(capsys, *argv):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:
+        code = exit_.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A teacher and a student from 3 training steps each, through the CLI."""
+    root = tmp_path_factory.mktemp("cli")
+    assert main(["train", "--data", "digits", "--out", str(root / "teacher"), "--steps", "3", "--quiet"]) == 0
+    assert main(["distill", "--teacher", str(root / "teacher"), "--out", str(root / "student"), "--steps", "3", "--quiet"]) == 0
+    return root
+
+
+def test_train_distill_sample_end_to_end(trained, capsys, tmp_path):
+    arrays = {}
+    for kind in ("teacher", "student"):
+        code, out, err = run(
+            capsys, "sample", "--model", trained / kind, "--out", tmp_path / f"{kind}.png", "--guidance", "3",
+            "--steps", "3", "--labels", "0,1,2", "--n", "6", "--seed", "4", "--out-array", tmp_path / f"{kind}.npy", "--quiet",
+        )
+        assert code == 0, err
+        assert kind in out and (tmp_path / f"{kind}.png").stat().st_size > 0
+        arrays[kind] = np.load(tmp_path / f"{kind}.npy")
+        assert arrays[kind].dtype == np.float32 and arrays[kind].shape == (6, 1, 8, 8)
+        assert np.abs(arrays[kind]).max() <= 1
+    assert "2 passes" in run(capsys, "sample", "--model", trained / "teacher", "--out", tmp_path / "x.png", "--steps", "1", "--quiet")[1]
+
+
+def test_student_extrapolation_warns_then_runs(trained, capsys, tmp_path):
+    code, out, err = run(capsys, "sample", "--model", trained / "student", "--out", tmp_path / "x.png", "--guidance", "9", "--steps", "1", "--quiet")
+    assert code == 0
+    assert "warning" in err and "extrapolated" in err
+
+
+def bad_inputs(root, tmp):
+    sample = ["sample", "--model", root / "teacher", "--out", tmp / "x.png", "--steps", "1", "--quiet"]
+    return {
+        "nan guidance": (sample + ["--guidance", "nan"], "finite"),
+        "inf guidance": (sample + ["--guidance", "inf"], "finite"),
+        "zero steps": (sample + ["--steps", "0"], "> 0"),
+        "zero n": (sample + ["--n", "0"], "> 0"),
+        "label outside classes": (sample + ["--labels", "3,10"], "label 10"),
+        "labels not numbers": (sample + ["--labels", "a,b"], "whole numbers"),
+        "missing model": (["sample", "--model", tmp / "none", "--out", tmp / "x.png"], "does not exist"),
+        "foreign model": (["sample", "--model", tmp, "--out", tmp / "x.png"], "not a cfgdistill checkpoint"),
+        "missing teacher": (["distill", "--teacher", tmp / "none", "--out", tmp / "s"], "does not exist"),
+        "distill a student": (["distill", "--teacher", root / "student", "--out", tmp / "s", "--steps", "1"], "needs a teacher"),
+        "guidance range reversed": (["distill", "--teacher", root / "teacher", "--out", tmp / "s", "--guidance-min", "5", "--guidance-max", "2"], "must not exceed"),
+        "train zero steps": (["train", "--out", tmp / "t", "--steps", "0"], "> 0"),
+        "train zero batch": (["train", "--out", tmp / "t", "--batch-size", "0"], "> 0"),
+        "unknown dataset": (["train", "--data", "imagenet", "--out", tmp / "t", "--steps", "1"], "unknown dataset"),
+        "existing output": (["train", "--out", root, "--steps", "1"], "not empty"),
+        "png without folder": (sample[:4] + [tmp / "no" / "x.png"], "does not exist"),
+    }
+
+
+@pytest.mark.parametrize("case", list(bad_inputs("r", __import__("pathlib").Path("t"))))
+def test_bad_input_is_one_line_and_non_zero(trained, capsys, tmp_path, case):
+    argv, message = bad_inputs(trained, tmp_path)[case]
+    listing = sorted(p.name for p in trained.rglob("*"))
+    code, out, err = run(capsys, *argv)
+    assert code != 0
+    assert len(err.strip().splitlines()) == 1, err
+    assert message in err and "Traceback" not in err
+    assert sorted(p.name for p in trained.rglob("*")) == listing  # nothing written was touched
+
+
+def test_installed_command_prints_no_traceback(tmp_path):
+    exe = shutil.which("cfgdistill") or sys.executable
+    argv = [exe] if exe != sys.executable else [exe, "-m", "cfgdistill.cli"]
+    done = subprocess.run(argv + ["sample", "--model", str(tmp_path), "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"cfgdistill: error: {tmp_path} is not a cfgdistill checkpoint (no cfgdistill.json)"]
+
+
+def test_demo_smoke(capsys, tmp_path):
+    code, out, err = run(capsys, "demo", "--out", tmp_path / "demo", "--train-steps", "2", "--distill-steps", "2", "--sample-steps", "2", "--n", "20", "--quiet")
+    assert code == 0, err
+    demo = tmp_path / "demo"
+    for name in ("teacher/cfgdistill.json", "student/cfgdistill.json", "teacher_vs_student.png", "student_s4.png", "teacher_s4.png"):
+        assert (demo / name).is_file(), name
+    summary = json.loads((demo / "summary.json").read_text())
+    assert [row["s"] for row in summary["per_s"]] == [0.0, 1.0, 2.0, 4.0]
+    guided = summary["per_s"][-1]
+    assert guided["teacher_nfe_per_image"] == 4 and guided["student_nfe_per_image"] == 2
+    assert guided["throughput_ratio"] > 0 and guided["paired_relative_error"] >= 0
