@@ -16,3 +16,8 @@ demo: install
 test: install
 	$(PYTHON) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected: is tests/ missing?" >&2; fi; exit $$rc
+
+# Regenerates docs/results (the README's table and plots) from the demo's models, training them first if missing.
+bench: install
+	[ -f $(OUT)/student/cfgdistill.json ] || $(PYTHON) -m cfgdistill demo --out $(OUT) --overwrite
+	$(PYTHON) benchmarks/run.py --models $(OUT) --out docs/results

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,7 +74,7 @@ def bad_inputs(root, tmp):
     }
 
 
-@pytest.mark.parametrize("case", list(bad_inputs("r", __import__("pathlib").Path("t"))))
+@pytest.mark.parametrize("case", list(bad_inputs(Path("r"), Path("t"))))
 def test_bad_input_is_one_line_and_non_zero(trained, capsys, tmp_path, case):
     argv, message = bad_inputs(trained, tmp_path)[case]
     listing = sorted(p.name for p in trained.rglob("*"))

@@ -3,10 +3,11 @@ import torch
 
 from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import Batches, load_dataset, split, load_digits
-from cfgdistill.diffusion import make_noise_schedule, noisy_batch
+from cfgdistill.diffusion import make_noise_schedule, noisy_batch, target
 from cfgdistill.distill import DistillConfig, distill
 from cfgdistill.errors import UserError
 from cfgdistill.guidance import cfg_prediction
+from cfgdistill.models import make_student
 from cfgdistill.train import TrainConfig, drop_labels, train_teacher
 
 from conftest import tiny_denoiser
@@ -46,8 +47,6 @@ def test_v_prediction_target_is_the_velocity():
     a = schedule.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1)
     sigma = (1 - schedule.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1)
     assert torch.allclose(x_t, a * x_0 + sigma * eps, atol=1e-5)
-    from cfgdistill.diffusion import target
-
     assert torch.allclose(target(schedule, x_0, eps, t), a * eps - sigma * x_0, atol=1e-5)
 
 
@@ -74,8 +73,6 @@ def test_distillation_shrinks_the_student_teacher_gap():
     data = load_dataset("digits", "train")
     schedule = make_noise_schedule()
     teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
-    from cfgdistill.models import make_student
-
     before = gap(make_student(teacher.model, (1, 6)), teacher.model, schedule, data)
     student = distill(teacher, DistillConfig(steps=80, lr=2e-3, ema_decay=0.9), data, progress=False)
     after = gap(student.model, teacher.model, schedule, data)
@@ -90,10 +87,11 @@ def test_distilling_a_student_is_refused():
         distill(student, DistillConfig(steps=1), data, progress=False)
 
 
-def test_teacher_training_lowers_the_loss():
-    config = TrainConfig(steps=40, batch_size=32, block_out_channels=[8, 16], seed=1, ema_decay=0.0)
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_teacher_training_lowers_the_loss(prediction):
+    config = TrainConfig(steps=40, batch_size=32, block_out_channels=[8, 16], seed=1, ema_decay=0.0, prediction=prediction)
     data = load_dataset("digits", "train")
-    schedule = make_noise_schedule()
+    schedule = make_noise_schedule(prediction)
     untrained = tiny_denoiser(seed=1)
 
     def loss(model):
@@ -101,7 +99,7 @@ def test_teacher_training_lowers_the_loss():
         x_0 = data.images[:256]
         x_t, t, eps = noisy_batch(schedule, x_0, g)
         with torch.no_grad():
-            return torch.mean((model(x_t, t, data.labels[:256]) - eps) ** 2).item()
+            return torch.mean((model(x_t, t, data.labels[:256]) - target(schedule, x_0, eps, t)) ** 2).item()
 
     trained = train_teacher(config, data, progress=False)
     assert loss(trained.model) < 0.8 * loss(untrained)

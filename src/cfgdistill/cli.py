@@ -45,6 +45,10 @@ def label_list(text: str) -> list:
         raise argparse.ArgumentTypeError(f"labels must be whole numbers separated by commas, got {text!r}") from None
 
 
+def guidance_list(text: str) -> list:
+    return [finite_float(item) for item in text.split(",") if item.strip()]
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="cfgdistill", description="Classifier-free guidance and guidance distillation for diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -56,7 +60,7 @@ def build_parser() -> Parser:
     train.add_argument("--batch-size", type=positive_int, default=64)
     train.add_argument("--lr", type=finite_float, default=1e-3)
     train.add_argument("--p-uncond", type=finite_float, default=0.1, help="probability of dropping the label to the null class")
-    train.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="epsilon")
+    train.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="v_prediction")
     train.add_argument("--ema-decay", type=finite_float, default=0.999)
     train.add_argument("--seed", type=int, default=0)
 
@@ -91,9 +95,19 @@ def build_parser() -> Parser:
     demo.add_argument("--sample-steps", type=positive_int, default=25)
     demo.add_argument("--n", type=positive_int, default=200, help="samples per guidance scale for the summary")
 
-    for sub in (train, distill, demo):
+    evaluate = commands.add_parser("evaluate", help="quality against s for teacher and student, side by side")
+    evaluate.add_argument("--teacher", required=True, type=Path)
+    evaluate.add_argument("--student", required=True, type=Path)
+    evaluate.add_argument("--guidance", type=guidance_list, default=None, help="comma-separated s values (default: 0,1,1.5,2,3,4,6,8)")
+    evaluate.add_argument("--steps", type=positive_int, default=25)
+    evaluate.add_argument("--n", type=positive_int, default=360, help="samples per s and model (at most the held-out size)")
+    evaluate.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", required=True, type=Path, help="folder for report.json, report.md, plots and grids")
+
+    for sub in (train, distill, demo, evaluate):
         sub.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
-    for sub in (train, distill, sample, demo):
+    for sub in (train, distill, sample, demo, evaluate):
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -163,11 +177,27 @@ def run_sample(args):
     print(f"{n} samples from the {checkpoint.kind} at s = {args.guidance:g}, {args.steps} steps, {passes} per step -> {args.out}")
 
 
+def run_evaluate(args):
+    from .checkpoint import check_output_dir, load_checkpoint
+    from .evaluation.report import DEFAULT_GUIDANCE, evaluate, write_report
+
+    check_output_dir(args.out, args.overwrite)
+    teacher, student = load_checkpoint(args.teacher), load_checkpoint(args.student)
+    if teacher.kind != "teacher" or student.kind != "student":
+        raise UserError(f"--teacher must hold a teacher and --student a student; got {teacher.kind} and {student.kind}")
+    if teacher.meta["data"]["name"] != student.meta["data"]["name"]:
+        raise UserError("teacher and student were trained on different datasets")
+    guidance = args.guidance if args.guidance else DEFAULT_GUIDANCE
+    report = evaluate(teacher, student, guidance, args.steps, args.n, args.sampler, args.seed, progress=not args.quiet)
+    write_report(report, args.out, teacher.meta["conditioning"]["class_names"])
+    print((args.out / "report.md").read_text())
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.showwarning = lambda message, category, *rest, **kw: print(f"cfgdistill: warning: {message}", file=sys.stderr)
-    handlers = {"train": run_train, "distill": run_distill, "sample": run_sample}
+    handlers = {"train": run_train, "distill": run_distill, "sample": run_sample, "evaluate": run_evaluate}
     try:
         if args.command == "demo":
             from .demo import run_demo

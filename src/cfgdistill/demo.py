@@ -26,7 +26,9 @@ def run_demo(args):
     teacher = train_teacher(TrainConfig(steps=args.train_steps or TRAIN_STEPS), progress=progress)
     teacher.save(out / "teacher", overwrite=True)
     trained = time.perf_counter()
-    student = distill(teacher, DistillConfig(steps=args.distill_steps or DISTILL_STEPS), progress=progress)
+    # [0, 6] so that every row of the grid, s = 0 included, lies inside the trained range
+    config = DistillConfig(steps=args.distill_steps or DISTILL_STEPS, guidance_min=min(GRID_S), guidance_max=6.0)
+    student = distill(teacher, config, progress=progress)
     student.save(out / "student", overwrite=True)
     distilled = time.perf_counter()
 

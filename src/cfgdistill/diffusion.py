@@ -9,13 +9,17 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def make_noise_schedule(prediction_type: str = "epsilon", num_train_timesteps: int = 1000) -> DDPMScheduler:
-    """The training noise schedule; samplers are built from its config."""
+    """The training noise schedule; samplers are built from its config.
+
+    No x_0 clipping: DDIM clips x_0 without recomputing eps, which leaves guided samples noisy.
+    """
     if prediction_type not in PREDICTION_TYPES:
         raise UserError(f"prediction type must be one of {', '.join(PREDICTION_TYPES)}, got {prediction_type!r}")
     return DDPMScheduler(
         num_train_timesteps=num_train_timesteps,
         beta_schedule="squaredcos_cap_v2",
         prediction_type=prediction_type,
+        clip_sample=False,
     )
 
 

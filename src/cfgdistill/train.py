@@ -24,7 +24,7 @@ class TrainConfig:
     lr: float = 1e-3
     warmup_steps: int = 100
     p_uncond: float = 0.1
-    prediction: str = "epsilon"
+    prediction: str = "v_prediction"
     ema_decay: float = 0.999
     seed: int = 0
     block_out_channels: list = field(default_factory=lambda: [32, 64])

@@ -1,0 +1,141 @@
+"""Benchmarks, measured side by side in one run: quality against s, student vs teacher, ours vs a plain diffusers loop.
+
+    python benchmarks/run.py --models demo-out --out docs/results      (or: make bench)
+
+Absolute times on a shared machine mean little; the ratios are what to read.
+"""
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+
+from cfgdistill.checkpoint import load_checkpoint
+from cfgdistill.data import load_dataset
+from cfgdistill.diffusion import make_noise_schedule
+from cfgdistill.evaluation.report import DEFAULT_GUIDANCE, evaluate, write_report
+from cfgdistill.models import Denoiser
+from cfgdistill.sampling import initial_noise, sample
+from cfgdistill.train import TrainConfig, train_teacher
+
+
+@torch.no_grad()
+def plain_cfg_loop(model, noise_schedule, labels, s, steps, seed=0):
+    """CFG sampling written directly on diffusers: DDIM, cond and uncond batched, nothing else."""
+    scheduler = DDIMScheduler.from_config(noise_schedule.config, timestep_spacing="trailing")
+    scheduler.set_timesteps(steps)
+    x = initial_noise(range(seed, seed + len(labels)), model.sample_shape)
+    both = torch.cat([labels, torch.full_like(labels, model.config.num_classes)])
+    for t in scheduler.timesteps:
+        cond, uncond = model(torch.cat([x, x]), t, both).chunk(2)
+        x = scheduler.step(uncond + s * (cond - uncond), t, x).prev_sample
+    return x.clamp(-1, 1)
+
+
+def seconds(fn, repeats=3):
+    """Median wall time of fn() over repeats, and its last result."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def network_share(model, fn):
+    """Fraction of fn()'s wall time spent inside the network's forward."""
+    inside, started = [0.0], [0.0]
+    pre = model.register_forward_pre_hook(lambda *a: started.__setitem__(0, time.perf_counter()))
+    post = model.register_forward_hook(lambda *a: inside.__setitem__(0, inside[0] + time.perf_counter() - started[0]))
+    try:
+        start = time.perf_counter()
+        fn()
+        total = time.perf_counter() - start
+    finally:
+        pre.remove()
+        post.remove()
+    return inside[0] / total
+
+
+def plain_training(config: TrainConfig, data, steps: int, autocast: bool = False):
+    """A plain fp32 PyTorch + diffusers training loop on the same network and batch size."""
+    torch.manual_seed(config.seed)
+    model = Denoiser(block_out_channels=tuple(config.block_out_channels), layers_per_block=config.layers_per_block, attention=config.attention)
+    schedule = make_noise_schedule(config.prediction)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
+    model.train()
+    for _ in range(steps):
+        index = torch.randint(0, len(data), (config.batch_size,))
+        x_0, labels = data.images[index], data.labels[index]
+        eps = torch.randn_like(x_0)
+        t = torch.randint(0, 1000, (len(x_0),))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            pred = model(schedule.add_noise(x_0, eps, t), t, labels)
+        loss = F.mse_loss(pred.float(), schedule.get_velocity(x_0, eps, t))
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+
+def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
+    labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes)
+    schedule = teacher.noise_schedule
+    s = 4.0
+    ours = lambda: sample(teacher.model, schedule, labels, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
+    plain = lambda: plain_cfg_loop(teacher.model, schedule, labels, s, steps)  # noqa: E731
+    one_pass = lambda: sample(student.model, schedule, labels, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
+    ours(), plain(), one_pass()  # warm-up
+    t_ours, x_ours = seconds(ours)
+    t_plain, x_plain = seconds(plain)
+    t_student, _ = seconds(one_pass)
+
+    data = load_dataset("digits", "train")
+    config = TrainConfig(steps=train_steps, **{k: teacher.meta["training"][k] for k in ("batch_size", "lr", "block_out_channels", "layers_per_block", "attention")})
+    t_train_ours, _ = seconds(lambda: train_teacher(config, data, progress=False), repeats=1)
+    t_train_plain, _ = seconds(lambda: plain_training(config, data, train_steps), repeats=1)
+    t_train_bf16, _ = seconds(lambda: plain_training(config, data, max(3, train_steps // 10), autocast=True), repeats=1)
+    return {
+        "s": s,
+        "n": len(labels),
+        "steps": steps,
+        "student_over_teacher_samples_per_s": t_ours / t_student,
+        "ours_over_plain_diffusers_time": t_ours / t_plain,
+        "ours_vs_plain_max_abs_difference": float((x_ours - x_plain).abs().max()),
+        "sampler_efficiency_teacher": network_share(teacher.model, ours),
+        "sampler_efficiency_student": network_share(student.model, one_pass),
+        "train_steps": train_steps,
+        "batch_size": config.batch_size,
+        "train_steps_per_s_ours": train_steps / t_train_ours,
+        "train_steps_per_s_plain_fp32": train_steps / t_train_plain,
+        "train_ours_over_plain": t_train_plain / t_train_ours,
+        "train_steps_per_s_plain_bf16_autocast": max(3, train_steps // 10) / t_train_bf16,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=Path("demo-out"), help="folder with teacher/ and student/")
+    parser.add_argument("--out", type=Path, default=Path("docs/results"))
+    parser.add_argument("--n", type=int, default=360)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--train-steps", type=int, default=60)
+    args = parser.parse_args()
+    teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
+
+    report = evaluate(teacher, student, DEFAULT_GUIDANCE, args.steps, args.n)
+    timing = speed(teacher, student, args.steps, 200, args.train_steps)
+    report["speed"] = timing
+    report["machine"] = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    write_report(report, args.out, teacher.meta["conditioning"]["class_names"])
+    print((args.out / "report.md").read_text())
+    print(json.dumps(timing, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Sample-quality metrics in a classifier's feature space: FD, conditional accuracy, diversity, precision/recall."""
+
+import torch
+from torchmetrics.image.fid import FrechetInceptionDistance
+
+from .classifier import Features, predict
+
+
+@torch.no_grad()
+def embed(classifier, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    classifier.eval()
+    return torch.cat([classifier.features(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+class FrechetDistance:
+    """FD to a fixed real set, through torchmetrics with the classifier's penultimate layer as features."""
+
+    def __init__(self, classifier, real: torch.Tensor):
+        self.metric = FrechetInceptionDistance(feature=Features(classifier), normalize=True, reset_real_features=False)
+        self.metric.update(real, real=True)
+
+    @torch.no_grad()
+    def __call__(self, fake: torch.Tensor) -> float:
+        self.metric.reset()  # keeps the real statistics
+        self.metric.update(fake, real=False)
+        return float(self.metric.compute())
+
+
+def accuracy(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
+    """How often the classifier agrees with the requested class."""
+    return (predict(classifier, images) == labels).float().mean().item()
+
+
+def within_class_distance(features: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean pairwise feature distance inside each requested class, averaged over classes: falls as diversity falls."""
+    means = []
+    for c in labels.unique():
+        f = features[labels == c]
+        if len(f) > 1:
+            d = torch.cdist(f, f)
+            means.append(d.sum() / (len(f) * (len(f) - 1)))
+    return float(torch.stack(means).mean())
+
+
+def knn_radii(features: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each point to its k-th nearest neighbour in the same set (itself excluded)."""
+    return torch.cdist(features, features).kthvalue(k + 1, dim=1).values
+
+
+def coverage(manifold: torch.Tensor, queries: torch.Tensor, k: int) -> float:
+    """Fraction of queries inside the union of k-NN balls around the manifold's points."""
+    radii = knn_radii(manifold, k)
+    inside = torch.cdist(queries, manifold) <= radii.unsqueeze(0)
+    return inside.any(dim=1).float().mean().item()
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple:
+    """Improved precision and recall, Kynkäänniemi et al. (2019): fidelity and coverage in feature space."""
+    return coverage(real, fake, k), coverage(fake, real, k)

@@ -1,0 +1,122 @@
+"""`cfgdistill evaluate`: quality against guidance scale for teacher (CFG) and student, side by side."""
+
+import json
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import load_dataset
+from ..images import labelled_panels, save_image
+from .classifier import load_classifier
+from .compare import paired_error, timed_sample
+from .metrics import FrechetDistance, accuracy, embed, precision_recall, within_class_distance
+from .plots import plot_report
+
+DEFAULT_GUIDANCE = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+MODELS = ("teacher", "student")
+
+
+def quality(classifier, fd, real_features, images, labels) -> dict:
+    features = embed(classifier, images)
+    precision, recall = precision_recall(real_features, features)
+    return {
+        "fd": fd(images),
+        "accuracy": accuracy(classifier, images, labels),
+        "within_class_distance": within_class_distance(features, labels),
+        "precision": precision,
+        "recall": recall,
+    }
+
+
+def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampler="ddim", seed=0, progress=True) -> dict:
+    """Metrics per s for teacher and student at the same steps, seeds and labels, against the held-out real split."""
+    data_name = teacher.meta["data"]["name"]
+    classifier, classifier_accuracy = load_classifier(data_name, progress)
+    real = load_dataset(data_name, "test")
+    n = min(n, len(real))
+    floor_set = load_dataset(data_name, "train").images[:n]  # disjoint from the held-out split
+    fd = FrechetDistance(classifier, real.images[:n])
+    real_features = embed(classifier, real.images[:n])
+    labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
+    low, high = student.model.config.guidance_range
+    rows, grids = [], {name: [] for name in MODELS}
+    for s in tqdm(guidance, desc="evaluate", disable=not progress):
+        runs = {
+            name: timed_sample(ckpt.model, ckpt.noise_schedule, labels, s, steps, sampler, seed)
+            for name, ckpt in zip(MODELS, (teacher, student))
+        }
+        row = {"s": s, "extrapolated": not low <= s <= high, "paired_relative_error": paired_error(runs["student"].images, runs["teacher"].images)}
+        for name, run in runs.items():
+            row[name] = quality(classifier, fd, real_features, run.images, labels)
+            row[name].update(samples_per_s=run.samples_per_second, nfe_per_image=run.nfe_per_image)
+            grids[name].append(run.images[: teacher.num_classes])
+        row["throughput_ratio"] = row["student"]["samples_per_s"] / row["teacher"]["samples_per_s"]
+        rows.append(row)
+    return {
+        "dataset": data_name,
+        "samples_per_scale": n,
+        "steps": steps,
+        "sampler": sampler,
+        "seed": seed,
+        "student_trained_range": [low, high],
+        "classifier_held_out_accuracy": classifier_accuracy,
+        "real_accuracy": accuracy(classifier, real.images[:n], real.labels[:n]),
+        "fd_noise_floor": fd(floor_set),
+        "rows": rows,
+        "grids": {name: torch.stack(images) for name, images in grids.items()},
+    }
+
+
+def markdown(report: dict) -> str:
+    lines = [
+        f"# Teacher (CFG) vs student on {report['dataset']}",
+        "",
+        f"{report['samples_per_scale']} samples per guidance scale and model, {report['steps']} {report['sampler']} steps, "
+        f"seed {report['seed']}. FD is measured in the feature space of a classifier with held-out accuracy "
+        f"{100 * report['classifier_held_out_accuracy']:.1f}%, against {report['samples_per_scale']} held-out real images; "
+        f"its noise floor (FD between two disjoint real sets of that size) is {report['fd_noise_floor']:.2f}. "
+        f"The student was distilled on s in {report['student_trained_range']}.",
+        "",
+        "| s | FD teacher | FD student | acc teacher | acc student | diversity teacher | diversity student "
+        "| precision t / s | recall t / s | paired error | NFE t / s | samples/s t / s | ratio |",
+        "|" + " --- |" * 13,
+    ]
+    for r in report["rows"]:
+        t, s = r["teacher"], r["student"]
+        mark = " (extrapolated)" if r["extrapolated"] else ""
+        lines.append(
+            f"| {r['s']:g}{mark} | {t['fd']:.2f} | {s['fd']:.2f} | {100 * t['accuracy']:.1f}% | {100 * s['accuracy']:.1f}% "
+            f"| {t['within_class_distance']:.2f} | {s['within_class_distance']:.2f} "
+            f"| {t['precision']:.2f} / {s['precision']:.2f} | {t['recall']:.2f} / {s['recall']:.2f} "
+            f"| {r['paired_relative_error']:.3f} | {t['nfe_per_image']:g} / {s['nfe_per_image']:g} "
+            f"| {t['samples_per_s']:.0f} / {s['samples_per_s']:.0f} | {r['throughput_ratio']:.2f} |"
+        )
+    if "speed" in report:
+        v = report["speed"]
+        lines += [
+            "",
+            f"## Speed (s = {v['s']:g}, {v['n']} samples, {v['steps']} steps, measured side by side in one run)",
+            "",
+            "| measure | value |",
+            "| --- | --- |",
+            f"| student / teacher samples per second | {v['student_over_teacher_samples_per_s']:.2f}x |",
+            f"| our CFG sampling time / plain diffusers loop | {v['ours_over_plain_diffusers_time']:.3f} (max pixel difference {v['ours_vs_plain_max_abs_difference']:.1e}) |",
+            f"| sampler efficiency (network time / total), teacher | {v['sampler_efficiency_teacher']:.3f} |",
+            f"| sampler efficiency, student | {v['sampler_efficiency_student']:.3f} |",
+            f"| teacher training, ours / plain fp32 loop (steps/s, batch {v['batch_size']}) | {v['train_ours_over_plain']:.2f}x "
+            f"({v['train_steps_per_s_ours']:.2f} vs {v['train_steps_per_s_plain_fp32']:.2f}) |",
+            f"| plain loop with bf16 autocast (steps/s) | {v['train_steps_per_s_plain_bf16_autocast']:.2f} |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict, out: Path, class_names) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    grids = report.pop("grids")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(markdown(report))
+    plot_report(report, out)
+    rows = [f"s={r['s']:g}" for r in report["rows"]]
+    panels = {"teacher: CFG": grids["teacher"], "student: 1 pass": grids["student"]}
+    save_image(labelled_panels(panels, rows, class_names), out / "samples.png")

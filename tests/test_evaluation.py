@@ -1,0 +1,100 @@
+"""Metrics on cases whose answer is known, and the evaluation report end to end."""
+
+import json
+
+import pytest
+import torch
+
+from cfgdistill.checkpoint import Checkpoint
+from cfgdistill.data import load_dataset
+from cfgdistill.diffusion import make_noise_schedule
+from cfgdistill.evaluation import classifier as classifier_module
+from cfgdistill.evaluation.metrics import FrechetDistance, accuracy, embed, precision_recall, within_class_distance
+from cfgdistill.evaluation.report import evaluate, write_report
+from cfgdistill.models import make_student
+
+from conftest import tiny_denoiser
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CFGDISTILL_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def trained(cache):
+    classifier, held_out_accuracy = classifier_module.load_classifier("digits", progress=False)
+    return classifier, held_out_accuracy
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return load_dataset("digits", "test")
+
+
+def test_classifier_is_accurate_and_cached(trained, cache, monkeypatch):
+    classifier, held_out_accuracy = trained
+    assert held_out_accuracy >= 0.97
+    assert list(cache.glob("classifier-digits-*.safetensors"))
+    monkeypatch.setattr(classifier_module, "train_classifier", lambda *a, **k: pytest.fail("retrained although cached"))
+    again, again_accuracy = classifier_module.load_classifier("digits", progress=False)
+    assert again_accuracy == held_out_accuracy
+    assert all(torch.equal(a, b) for a, b in zip(classifier.state_dict().values(), again.state_dict().values()))
+
+
+def test_accuracy_on_real_held_out_images_is_the_classifiers_accuracy(trained, held_out):
+    classifier, held_out_accuracy = trained
+    assert accuracy(classifier, held_out.images, held_out.labels) == pytest.approx(held_out_accuracy)
+
+
+def test_fd_of_a_set_with_itself_is_about_zero(trained, held_out):
+    fd = FrechetDistance(trained[0], held_out.images)
+    assert abs(fd(held_out.images)) < 1e-3
+
+
+def test_fd_grows_as_noise_is_added(trained, held_out):
+    fd = FrechetDistance(trained[0], held_out.images)
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(held_out.images.shape, generator=g)
+    values = [fd((held_out.images + sigma * noise).clamp(-1, 1)) for sigma in (0.0, 0.1, 0.2, 0.4, 0.8)]
+    assert all(a < b for a, b in zip(values, values[1:])), values
+
+
+def test_precision_and_recall_of_a_set_with_itself_are_one(trained, held_out):
+    features = embed(trained[0], held_out.images)
+    assert precision_recall(features, features) == (1.0, 1.0)
+
+
+def test_precision_recall_see_a_collapsed_set():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 8, generator=g)
+    collapsed = real[:1].repeat(300, 1) + 0.01 * torch.randn(300, 8, generator=g)
+    precision, recall = precision_recall(real, collapsed)
+    assert precision == 1.0 and recall < 0.1
+
+
+def test_within_class_distance_falls_when_diversity_falls():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat(25)
+    spread = torch.randn(100, 8, generator=g)
+    assert within_class_distance(0.1 * spread, labels) == pytest.approx(0.1 * within_class_distance(spread, labels), rel=1e-5)
+
+
+def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_path):
+    data = load_dataset("digits", "train")
+    schedule = make_noise_schedule()
+    teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
+    student = Checkpoint.create(make_student(teacher.model, (1.0, 3.0)), schedule, kind="student", dataset=data, training={})
+    report = evaluate(teacher, student, guidance=(1.0, 4.0), steps=2, n=30, progress=False)
+    assert [r["extrapolated"] for r in report["rows"]] == [False, True]
+    first = report["rows"][0]
+    assert first["paired_relative_error"] == 0.0  # a fresh student is the conditional teacher
+    assert report["rows"][1]["teacher"]["nfe_per_image"] == 4 and report["rows"][1]["student"]["nfe_per_image"] == 2
+    write_report(report, tmp_path, data.class_names)
+    for name in ("report.json", "report.md", "fd_vs_s.png", "accuracy_vs_s.png", "fd_vs_accuracy.png", "speed.png", "samples.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["fd_noise_floor"] > 0 and "extrapolated" in (tmp_path / "report.md").read_text()
