@@ -16,6 +16,15 @@ def tiny_denoiser(seed: int = 0, **overrides) -> Denoiser:
     return model.eval()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cache(tmp_path_factory):
+    """One classifier cache for the whole run, never the user's own."""
+    path = tmp_path_factory.mktemp("cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CFGDISTILL_CACHE", str(path))
+        yield path
+
+
 @pytest.fixture
 def teacher():
     return tiny_denoiser()

@@ -61,6 +61,7 @@ def bad_inputs(root, tmp):
         "zero n": (sample + ["--n", "0"], "> 0"),
         "label outside classes": (sample + ["--labels", "3,10"], "label 10"),
         "labels not numbers": (sample + ["--labels", "a,b"], "whole numbers"),
+        "labels empty": (sample + ["--labels", ","], "empty"),
         "missing model": (["sample", "--model", tmp / "none", "--out", tmp / "x.png"], "does not exist"),
         "foreign model": (["sample", "--model", tmp, "--out", tmp / "x.png"], "not a cfgdistill checkpoint"),
         "missing teacher": (["distill", "--teacher", tmp / "none", "--out", tmp / "s"], "does not exist"),
@@ -70,6 +71,8 @@ def bad_inputs(root, tmp):
         "train zero batch": (["train", "--out", tmp / "t", "--batch-size", "0"], "> 0"),
         "unknown dataset": (["train", "--data", "imagenet", "--out", tmp / "t", "--steps", "1"], "unknown dataset"),
         "existing output": (["train", "--out", root, "--steps", "1"], "not empty"),
+        "evaluate swapped kinds": (["evaluate", "--teacher", root / "student", "--student", root / "teacher", "--out", tmp / "e"], "must hold a teacher"),
+        "evaluate nan guidance": (["evaluate", "--teacher", root / "teacher", "--student", root / "student", "--out", tmp / "e", "--guidance", "1,nan"], "finite"),
         "png without folder": (sample[:4] + [tmp / "no" / "x.png"], "does not exist"),
     }
 
@@ -104,3 +107,13 @@ def test_demo_smoke(capsys, tmp_path):
     guided = summary["per_s"][-1]
     assert guided["teacher_nfe_per_image"] == 4 and guided["student_nfe_per_image"] == 2
     assert guided["throughput_ratio"] > 0 and guided["paired_relative_error"] >= 0
+
+
+def test_evaluate_command(trained, capsys, tmp_path):
+    code, out, err = run(
+        capsys, "evaluate", "--teacher", trained / "teacher", "--student", trained / "student", "--guidance", "1,3",
+        "--steps", "2", "--n", "20", "--out", tmp_path / "eval", "--quiet",
+    )
+    assert code == 0, err
+    assert "| 3 |" in out or "| 3 " in out
+    assert (tmp_path / "eval" / "fd_vs_s.png").is_file() and (tmp_path / "eval" / "report.json").is_file()

@@ -17,14 +17,6 @@ from conftest import tiny_denoiser
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    path = tmp_path_factory.mktemp("cache")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CFGDISTILL_CACHE", str(path))
-        yield path
-
-
-@pytest.fixture(scope="module")
 def trained(cache):
     classifier, held_out_accuracy = classifier_module.load_classifier("digits", progress=False)
     return classifier, held_out_accuracy

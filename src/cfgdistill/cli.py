@@ -160,18 +160,19 @@ def run_sample(args):
         check_file_output(args.out_array, ".npy")
     checkpoint = load_checkpoint(args.model)
     classes = checkpoint.num_classes
-    labels = args.labels if args.labels else list(range(classes))
+    given = args.labels is not None
+    labels = args.labels if given else list(range(classes))
     if not labels:
         raise UserError("--labels is empty")
     check_labels(torch.tensor(labels), classes)
-    n = args.n or (len(labels) if args.labels else 10 * classes)
+    n = args.n or (len(labels) if given else 10 * classes)
     cond = torch.tensor(labels).repeat(math.ceil(n / len(labels)))[:n]
     images = sample(
         checkpoint.model, checkpoint.noise_schedule, cond, s=args.guidance, steps=args.steps,
         sampler=args.sampler, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
     )
     passes = "1 pass" if checkpoint.kind == "student" else ("2 passes (batched)" if args.guidance not in (0, 1) else "1 pass")
-    save_image(tile(images, ncol=min(n, len(labels) if args.labels else classes)), args.out)
+    save_image(tile(images, ncol=min(n, len(labels) if given else classes)), args.out)
     if args.out_array is not None:
         save_array(images, args.out_array)
     print(f"{n} samples from the {checkpoint.kind} at s = {args.guidance:g}, {args.steps} steps, {passes} per step -> {args.out}")
