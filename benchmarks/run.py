@@ -38,14 +38,15 @@ def plain_cfg_loop(model, noise_schedule, labels, s, steps, seed=0):
     return x.clamp(-1, 1)
 
 
-def seconds(fn, repeats=3):
-    """Median wall time of fn() over repeats, and its last result."""
-    times = []
+def interleaved(fns: dict, repeats: int = 5) -> dict:
+    """Median wall time of each fn, run in turn (a, b, c, a, b, c, ...) so that drifts in machine load hit all alike."""
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def network_share(model, fn):
@@ -68,6 +69,7 @@ def plain_training(config: TrainConfig, data, steps: int, autocast: bool = False
     torch.manual_seed(config.seed)
     model = Denoiser(block_out_channels=tuple(config.block_out_channels), layers_per_block=config.layers_per_block, attention=config.attention)
     schedule = make_noise_schedule(config.prediction)
+    target = schedule.get_velocity if config.prediction == "v_prediction" else (lambda x_0, eps, t: eps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     model.train()
     for _ in range(steps):
@@ -77,7 +79,7 @@ def plain_training(config: TrainConfig, data, steps: int, autocast: bool = False
         t = torch.randint(0, 1000, (len(x_0),))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             pred = model(schedule.add_noise(x_0, eps, t), t, labels)
-        loss = F.mse_loss(pred.float(), schedule.get_velocity(x_0, eps, t))
+        loss = F.mse_loss(pred.float(), target(x_0, eps, t))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -90,31 +92,37 @@ def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
     ours = lambda: sample(teacher.model, schedule, labels, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
     plain = lambda: plain_cfg_loop(teacher.model, schedule, labels, s, steps)  # noqa: E731
     one_pass = lambda: sample(student.model, schedule, labels, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
-    ours(), plain(), one_pass()  # warm-up
-    t_ours, x_ours = seconds(ours)
-    t_plain, x_plain = seconds(plain)
-    t_student, _ = seconds(one_pass)
+    x_ours, x_plain = ours(), plain()  # also the warm-up
+    one_pass()
+    t = interleaved({"ours": ours, "plain": plain, "student": one_pass})
 
     data = load_dataset("digits", "train")
-    config = TrainConfig(steps=train_steps, **{k: teacher.meta["training"][k] for k in ("batch_size", "lr", "block_out_channels", "layers_per_block", "attention")})
-    t_train_ours, _ = seconds(lambda: train_teacher(config, data, progress=False), repeats=1)
-    t_train_plain, _ = seconds(lambda: plain_training(config, data, train_steps), repeats=1)
-    t_train_bf16, _ = seconds(lambda: plain_training(config, data, max(3, train_steps // 10), autocast=True), repeats=1)
+    keys = ("batch_size", "lr", "block_out_channels", "layers_per_block", "attention", "prediction")
+    config = TrainConfig(steps=train_steps, **{k: teacher.meta["training"][k] for k in keys})
+    bf16_steps = max(3, train_steps // 10)
+    t_train = interleaved(
+        {
+            "ours": lambda: train_teacher(config, data, progress=False),
+            "plain": lambda: plain_training(config, data, train_steps),
+            "bf16": lambda: plain_training(config, data, bf16_steps, autocast=True),
+        },
+        repeats=3,
+    )
     return {
         "s": s,
         "n": len(labels),
         "steps": steps,
-        "student_over_teacher_samples_per_s": t_ours / t_student,
-        "ours_over_plain_diffusers_time": t_ours / t_plain,
+        "student_over_teacher_samples_per_s": t["ours"] / t["student"],
+        "ours_over_plain_diffusers_time": t["ours"] / t["plain"],
         "ours_vs_plain_max_abs_difference": float((x_ours - x_plain).abs().max()),
         "sampler_efficiency_teacher": network_share(teacher.model, ours),
         "sampler_efficiency_student": network_share(student.model, one_pass),
         "train_steps": train_steps,
         "batch_size": config.batch_size,
-        "train_steps_per_s_ours": train_steps / t_train_ours,
-        "train_steps_per_s_plain_fp32": train_steps / t_train_plain,
-        "train_ours_over_plain": t_train_plain / t_train_ours,
-        "train_steps_per_s_plain_bf16_autocast": max(3, train_steps // 10) / t_train_bf16,
+        "train_steps_per_s_ours": train_steps / t_train["ours"],
+        "train_steps_per_s_plain_fp32": train_steps / t_train["plain"],
+        "train_ours_over_plain": t_train["plain"] / t_train["ours"],
+        "train_steps_per_s_plain_bf16_autocast": bf16_steps / t_train["bf16"],
     }
 
 

@@ -69,7 +69,7 @@ def build_parser() -> Parser:
     distill.add_argument("--out", required=True, type=Path, help="student checkpoint folder to write")
     distill.add_argument("--steps", type=positive_int, default=1500)
     distill.add_argument("--batch-size", type=positive_int, default=64)
-    distill.add_argument("--lr", type=finite_float, default=3e-4)
+    distill.add_argument("--lr", type=finite_float, default=1e-3)
     distill.add_argument("--guidance-min", type=finite_float, default=1.0, help="smallest s drawn in training")
     distill.add_argument("--guidance-max", type=finite_float, default=6.0, help="largest s drawn in training")
     distill.add_argument("--p-uncond", type=finite_float, default=0.1)

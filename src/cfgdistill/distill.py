@@ -18,7 +18,7 @@ from .train import drop_labels, fit, positive
 class DistillConfig:
     steps: int = 1500
     batch_size: int = 64
-    lr: float = 3e-4
+    lr: float = 1e-3
     warmup_steps: int = 50
     guidance_min: float = 1.0
     guidance_max: float = 6.0

@@ -97,8 +97,7 @@ def sample(
         check_labels(cond, model.config.num_classes)
     model_fn = guided_denoiser(model, s, negative is not None)
     shape = shape or model.sample_shape
-    parameter = next(iter(getattr(model, "parameters", lambda: iter(()))()), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
+    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
     chunks = []
     for start in tqdm(range(0, n, batch_size), desc="batches", disable=not progress or n <= batch_size):
         stop = min(n, start + batch_size)

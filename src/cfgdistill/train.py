@@ -57,7 +57,7 @@ def fit(model, loss_fn, batches, *, steps, lr, warmup_steps, ema_decay, desc, pr
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     lr_schedule = get_scheduler("cosine", optimizer, num_warmup_steps=min(warmup_steps, steps // 10), num_training_steps=steps)
-    ema = EMAModel(model.parameters(), decay=ema_decay)
+    ema = EMAModel(model.parameters(), decay=ema_decay, foreach=True)
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, dynamic_ncols=True)
     for step in bar:
         x_0, labels = next(batches)

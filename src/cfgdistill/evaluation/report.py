@@ -29,13 +29,23 @@ def quality(classifier, fd, real_features, images, labels) -> dict:
     }
 
 
+def matches(row: dict, fd_noise_floor: float) -> dict:
+    """The student matches the teacher when its FD is within 10% or within the noise floor, and accuracy within 1 point."""
+    t, s = row["teacher"], row["student"]
+    return {
+        "fd": s["fd"] <= t["fd"] + max(0.10 * t["fd"], fd_noise_floor),
+        "accuracy": abs(s["accuracy"] - t["accuracy"]) <= 0.01,
+    }
+
+
 def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampler="ddim", seed=0, progress=True) -> dict:
     """Metrics per s for teacher and student at the same steps, seeds and labels, against the held-out real split."""
     data_name = teacher.meta["data"]["name"]
     classifier, classifier_accuracy = load_classifier(data_name, progress)
     real = load_dataset(data_name, "test")
     n = min(n, len(real))
-    floor_set = load_dataset(data_name, "train").images[:n]  # disjoint from the held-out split
+    train_images = load_dataset(data_name, "train").images  # disjoint from the held-out split
+    floor_set = train_images[torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n]]
     fd = FrechetDistance(classifier, real.images[:n])
     real_features = embed(classifier, real.images[:n])
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
@@ -53,6 +63,9 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
             grids[name].append(run.images[: teacher.num_classes])
         row["throughput_ratio"] = row["student"]["samples_per_s"] / row["teacher"]["samples_per_s"]
         rows.append(row)
+    floor = fd(floor_set)
+    for row in rows:
+        row["student_matches"] = matches(row, floor)
     return {
         "dataset": data_name,
         "samples_per_scale": n,
@@ -62,10 +75,14 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
         "student_trained_range": [low, high],
         "classifier_held_out_accuracy": classifier_accuracy,
         "real_accuracy": accuracy(classifier, real.images[:n], real.labels[:n]),
-        "fd_noise_floor": fd(floor_set),
+        "fd_noise_floor": floor,
         "rows": rows,
         "grids": {name: torch.stack(images) for name, images in grids.items()},
     }
+
+
+def yes(flag: bool) -> str:
+    return "yes" if flag else "no"
 
 
 def markdown(report: dict) -> str:
@@ -76,11 +93,12 @@ def markdown(report: dict) -> str:
         f"seed {report['seed']}. FD is measured in the feature space of a classifier with held-out accuracy "
         f"{100 * report['classifier_held_out_accuracy']:.1f}%, against {report['samples_per_scale']} held-out real images; "
         f"its noise floor (FD between two disjoint real sets of that size) is {report['fd_noise_floor']:.2f}. "
-        f"The student was distilled on s in {report['student_trained_range']}.",
+        f"The student was distilled on s in {report['student_trained_range']}. It matches the teacher at an s when its FD is "
+        "at most the teacher's plus the larger of 10% and the noise floor, and its accuracy is within 1 point.",
         "",
         "| s | FD teacher | FD student | acc teacher | acc student | diversity teacher | diversity student "
-        "| precision t / s | recall t / s | paired error | NFE t / s | samples/s t / s | ratio |",
-        "|" + " --- |" * 13,
+        "| precision t / s | recall t / s | paired error | NFE t / s | samples/s t / s | ratio | student matches (FD, acc) |",
+        "|" + " --- |" * 14,
     ]
     for r in report["rows"]:
         t, s = r["teacher"], r["student"]
@@ -90,7 +108,8 @@ def markdown(report: dict) -> str:
             f"| {t['within_class_distance']:.2f} | {s['within_class_distance']:.2f} "
             f"| {t['precision']:.2f} / {s['precision']:.2f} | {t['recall']:.2f} / {s['recall']:.2f} "
             f"| {r['paired_relative_error']:.3f} | {t['nfe_per_image']:g} / {s['nfe_per_image']:g} "
-            f"| {t['samples_per_s']:.0f} / {s['samples_per_s']:.0f} | {r['throughput_ratio']:.2f} |"
+            f"| {t['samples_per_s']:.0f} / {s['samples_per_s']:.0f} | {r['throughput_ratio']:.2f} "
+            f"| {yes(r['student_matches']['fd'])}, {yes(r['student_matches']['accuracy'])} |"
         )
     if "speed" in report:
         v = report["speed"]
