@@ -86,7 +86,7 @@ def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_pat
     assert first["paired_relative_error"] == 0.0  # a fresh student is the conditional teacher
     assert report["rows"][1]["teacher"]["nfe_per_image"] == 4 and report["rows"][1]["student"]["nfe_per_image"] == 2
     write_report(report, tmp_path, data.class_names)
-    for name in ("report.json", "report.md", "fd_vs_s.png", "accuracy_vs_s.png", "fd_vs_accuracy.png", "speed.png", "samples.png"):
+    for name in ("report.json", "report.md", "fd_vs_s.png", "accuracy_vs_s.png", "fd_vs_accuracy.png", "diversity_vs_s.png", "speed.png", "samples.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["fd_noise_floor"] > 0 and "extrapolated" in (tmp_path / "report.md").read_text()

@@ -34,6 +34,19 @@ def plot_report(report: dict, out: Path) -> None:
         fig.savefig(out / name, dpi=120)
         plt.close(fig)
 
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    for ax, metric, ylabel in zip(axes, ("within_class_distance", "recall"), ("within-class feature distance", "recall (k-NN, coverage of real data)")):
+        shade_extrapolated(ax, report)
+        for model, style in STYLE.items():
+            ax.plot(s, [r[model][metric] for r in rows], **style)
+        ax.set_xlabel("guidance scale s")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"diversity falls as s rises ({n} samples per point)")
+    fig.tight_layout()
+    fig.savefig(out / "diversity_vs_s.png", dpi=120)
+    plt.close(fig)
+
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for model, style in STYLE.items():
         ax.plot([r[model]["accuracy"] for r in rows], [r[model]["fd"] for r in rows], **style)
