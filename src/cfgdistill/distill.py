@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
-from .data import Batches, ImageDataset, load_dataset
+from .data import ImageDataset, load_dataset
 from .diffusion import noisy_batch
 from .errors import UserError
 from .guidance import cfg_prediction
@@ -52,7 +52,7 @@ def distill(teacher: Checkpoint, config: DistillConfig, dataset: ImageDataset | 
     teacher_model = teacher.model.eval().requires_grad_(False)
     student = make_student(teacher_model, (s_min, s_max))
     null = teacher_model.config.num_classes
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + 1)  # noise, t, s and dropout; batches have their own
 
     def loss_fn(student, x_0, labels):
         x_t, t, _ = noisy_batch(schedule, x_0, generator)
@@ -62,17 +62,7 @@ def distill(teacher: Checkpoint, config: DistillConfig, dataset: ImageDataset | 
             target = cfg_prediction(teacher_model, x_t, t, labels, s)
         return F.mse_loss(student(x_t, t, labels, s), target)
 
-    fit(
-        student,
-        loss_fn,
-        Batches(dataset, config.batch_size, generator),
-        steps=config.steps,
-        lr=config.lr,
-        warmup_steps=config.warmup_steps,
-        ema_decay=config.ema_decay,
-        desc="distill student",
-        progress=progress,
-    )
+    fit(student, loss_fn, dataset, config, "distill student", progress)
     return Checkpoint.create(
         student,
         schedule,

@@ -52,12 +52,18 @@ def drop_labels(labels: torch.Tensor, null: int, p: float, generator: torch.Gene
     return torch.where(drop, torch.full_like(labels, null), labels)
 
 
-def fit(model, loss_fn, batches, *, steps, lr, warmup_steps, ema_decay, desc, progress=True):
-    """AdamW with warm-up and cosine decay, gradient clipping and EMA; returns the model holding its EMA weights."""
+def fit(model, loss_fn, data: ImageDataset, config, desc: str, progress: bool = True):
+    """AdamW with warm-up and cosine decay, gradient clipping and EMA; returns the model holding its EMA weights.
+
+    `config` gives steps, batch_size, lr, warmup_steps and ema_decay; `loss_fn(model, x_0, labels)` the loss.
+    """
+    steps = config.steps
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    lr_schedule = get_scheduler("cosine", optimizer, num_warmup_steps=min(warmup_steps, steps // 10), num_training_steps=steps)
-    ema = EMAModel(model.parameters(), decay=ema_decay, foreach=True)
+    batches = Batches(data, config.batch_size, torch.Generator().manual_seed(config.seed))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+    warmup = min(config.warmup_steps, steps // 10)
+    lr_schedule = get_scheduler("cosine", optimizer, num_warmup_steps=warmup, num_training_steps=steps)
+    ema = EMAModel(model.parameters(), decay=config.ema_decay, foreach=True)
     bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, dynamic_ncols=True)
     for step in bar:
         x_0, labels = next(batches)
@@ -91,22 +97,12 @@ def train_teacher(config: TrainConfig, dataset: ImageDataset | None = None, prog
         layers_per_block=config.layers_per_block,
         attention=config.attention,
     )
-    generator = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed + 1)  # noise, t and dropout; batches have their own
 
     def loss_fn(model, x_0, labels):
         x_t, t, eps = noisy_batch(schedule, x_0, generator)
         labels = drop_labels(labels, dataset.num_classes, config.p_uncond, generator)
         return F.mse_loss(model(x_t, t, labels), target(schedule, x_0, eps, t))
 
-    fit(
-        model,
-        loss_fn,
-        Batches(dataset, config.batch_size, generator),
-        steps=config.steps,
-        lr=config.lr,
-        warmup_steps=config.warmup_steps,
-        ema_decay=config.ema_decay,
-        desc="train teacher",
-        progress=progress,
-    )
+    fit(model, loss_fn, dataset, config, "train teacher", progress)
     return Checkpoint.create(model, schedule, kind="teacher", dataset=dataset, training=asdict(config))
