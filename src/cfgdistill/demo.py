@@ -44,7 +44,7 @@ def run_demo(args):
         teacher_rows.append(t_run.images[:classes])
         student_rows.append(s_run.images[:classes])
         if s == max(GRID_S):
-            by_class = {"teacher (CFG)": t_run.images, "student (1 pass)": s_run.images}
+            strongest = {"teacher": t_run.images, "student": s_run.images}
         if progress:
             print(
                 f"s = {s:g}: paired error {summary['paired_relative_error']:.4f}, "
@@ -58,10 +58,8 @@ def run_demo(args):
         [f"s={s:g}" + ("*" if row["extrapolated_for_student"] else "") for s, row in zip(GRID_S, rows)], names,
     )
     save_image(grid, out / "teacher_vs_student.png")
-    s_top = max(GRID_S)
-    for title, images in by_class.items():
-        name = "teacher" if title.startswith("teacher") else "student"
-        save_image(tile(images[: classes * min(per_class, 10)], ncol=classes), out / f"{name}_s{s_top:g}.png")
+    for name, images in strongest.items():  # up to 10 samples per class at the largest s
+        save_image(tile(images[: classes * min(per_class, 10)], ncol=classes), out / f"{name}_s{max(GRID_S):g}.png")
 
     summary = {
         "what": "teacher (CFG) vs guidance-distilled student, same noise, labels and deterministic sampler",
