@@ -131,11 +131,13 @@ def markdown(report: dict) -> str:
 
 
 def write_report(report: dict, out: Path, class_names) -> None:
+    """Write report.json, report.md, the plots and samples.png; the report itself is left as it was."""
     out.mkdir(parents=True, exist_ok=True)
-    grids = report.pop("grids")
+    grids = report["grids"]
+    report = {k: v for k, v in report.items() if k != "grids"}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(markdown(report))
     plot_report(report, out)
-    rows = [f"s={r['s']:g}" for r in report["rows"]]
-    panels = {"teacher: CFG": grids["teacher"], "student: 1 pass": grids["student"]}
+    rows = [f"s={r['s']:g}" + ("*" if r["extrapolated"] else "") for r in report["rows"]]
+    panels = {"teacher: CFG": grids["teacher"], "student: 1 pass (* extrapolated s)": grids["student"]}
     save_image(labelled_panels(panels, rows, class_names), out / "samples.png")
