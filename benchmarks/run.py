@@ -20,6 +20,7 @@ from cfgdistill.checkpoint import load_checkpoint
 from cfgdistill.data import load_dataset
 from cfgdistill.diffusion import make_noise_schedule
 from cfgdistill.evaluation.report import DEFAULT_GUIDANCE, evaluate, write_report
+from cfgdistill.loop import RunOptions
 from cfgdistill.models import Denoiser
 from cfgdistill.sampling import initial_noise, sample
 from cfgdistill.train import TrainConfig, train_teacher
@@ -102,7 +103,7 @@ def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
     bf16_steps = max(3, train_steps // 10)
     t_train = interleaved(
         {
-            "ours": lambda: train_teacher(config, data, progress=False),
+            "ours": lambda: train_teacher(config, data, RunOptions(progress=False)),
             "plain": lambda: plain_training(config, data, train_steps),
             "bf16": lambda: plain_training(config, data, bf16_steps, autocast=True),
         },

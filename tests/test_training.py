@@ -2,11 +2,12 @@ import pytest
 import torch
 
 from cfgdistill.checkpoint import Checkpoint
-from cfgdistill.data import Batches, load_dataset, split, load_digits
+from cfgdistill.data import load_dataset, split, load_digits
 from cfgdistill.diffusion import make_noise_schedule, noisy_batch, target
 from cfgdistill.distill import DistillConfig, distill
 from cfgdistill.errors import UserError
 from cfgdistill.guidance import cfg_prediction
+from cfgdistill.loop import RunOptions, global_batch
 from cfgdistill.models import make_student
 from cfgdistill.train import TrainConfig, drop_labels, train_teacher
 
@@ -74,7 +75,7 @@ def test_distillation_shrinks_the_student_teacher_gap():
     schedule = make_noise_schedule()
     teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
     before = gap(make_student(teacher.model, (1, 6)), teacher.model, schedule, data)
-    student = distill(teacher, DistillConfig(steps=80, lr=2e-3, ema_decay=0.9), data, progress=False)
+    student = distill(teacher, DistillConfig(steps=80, lr=2e-3, ema_decay=0.9), data, run=RunOptions(progress=False))
     after = gap(student.model, teacher.model, schedule, data)
     assert student.kind == "student"
     assert after < 0.5 * before, (before, after)
@@ -84,7 +85,7 @@ def test_distilling_a_student_is_refused():
     data = load_dataset("digits", "train")
     student = Checkpoint.create(tiny_denoiser(), make_noise_schedule(), kind="student", dataset=data, training={})
     with pytest.raises(UserError, match="needs a teacher"):
-        distill(student, DistillConfig(steps=1), data, progress=False)
+        distill(student, DistillConfig(steps=1), data, run=RunOptions(progress=False))
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
@@ -101,12 +102,15 @@ def test_teacher_training_lowers_the_loss(prediction):
         with torch.no_grad():
             return torch.mean((model(x_t, t, data.labels[:256]) - target(schedule, x_0, eps, t)) ** 2).item()
 
-    trained = train_teacher(config, data, progress=False)
+    trained = train_teacher(config, data, run=RunOptions(progress=False))
     assert loss(trained.model) < 0.8 * loss(untrained)
 
 
 def test_batches_cover_an_epoch_without_repeats():
     data = load_dataset("digits", "train").subset(torch.arange(10))
-    batches = Batches(data, 5, torch.Generator().manual_seed(0))
-    seen = torch.cat([next(batches)[1] for _ in range(2)])
-    assert sorted(seen.tolist()) == sorted(data.labels.tolist())
+    for epoch in range(3):  # steps 1-2, 3-4, 5-6: each pair is one epoch
+        seen = torch.cat([global_batch(data, 5, seed=0, step=2 * epoch + k)[1] for k in (1, 2)])
+        assert sorted(seen.tolist()) == sorted(data.labels.tolist())
+    first, again = global_batch(data, 5, 0, 1)[0], global_batch(data, 5, 0, 1)[0]
+    assert torch.equal(first, again)
+    assert not torch.equal(global_batch(data, 5, 0, 3)[0], first)  # epochs are shuffled anew

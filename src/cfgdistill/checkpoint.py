@@ -51,20 +51,25 @@ class Checkpoint:
         return self.meta["conditioning"]["num_classes"]
 
     def save(self, path, overwrite: bool = False) -> Path:
-        """Write into a temporary folder, then rename it into place, so a crash never leaves half a checkpoint."""
+        """Write the parts into a temporary folder, then move them in with cfgdistill.json last.
+
+        A folder is a checkpoint only once cfgdistill.json is there, so a crash never leaves a loadable half.
+        Other entries of the folder (a run's checkpoints/ and logs/) are kept.
+        """
         path = Path(path)
         check_output_dir(path, overwrite)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+        path.mkdir(parents=True, exist_ok=True)
+        tmp = path / f".model.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         self.model.save_pretrained(tmp / "denoiser")
         self.noise_schedule.save_pretrained(tmp / "scheduler")
         (tmp / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
-        old = path.parent / f".{path.name}.old-{os.getpid()}"
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
+        (path / META_FILE).unlink(missing_ok=True)
+        for part in ("denoiser", "scheduler"):
+            shutil.rmtree(path / part, ignore_errors=True)
+            (tmp / part).rename(path / part)
+        (tmp / META_FILE).rename(path / META_FILE)
+        tmp.rmdir()
         return path
 
 

@@ -49,32 +49,46 @@ def guidance_list(text: str) -> list:
     return [finite_float(item) for item in text.split(",") if item.strip()]
 
 
+def count(text: str) -> int:
+    """A whole number >= 0, where 0 turns the feature off."""
+    value = positive_int(text) if text.strip() not in ("0", "+0") else 0
+    return value
+
+
+def add_loop_flags(parser, steps: int):
+    """The flags of the shared training loop (teacher training and distillation)."""
+    parser.add_argument("--steps", type=positive_int, default=steps, help="optimizer steps")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="images per process and micro-batch")
+    parser.add_argument("--gradient-accumulation-steps", type=positive_int, default=1,
+                        help="micro-batches per optimizer step; global batch = batch size x processes x this")
+    parser.add_argument("--lr", type=finite_float, default=1e-3)
+    parser.add_argument("--p-uncond", type=finite_float, default=0.1, help="probability of dropping the label to the null class")
+    parser.add_argument("--ema-decay", type=finite_float, default=0.999)
+    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default="no")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoint-every", type=count, default=500, help="steps between resumable checkpoints (0: never)")
+    parser.add_argument("--checkpoints-total-limit", type=positive_int, default=None, help="keep only the newest K checkpoints")
+    parser.add_argument("--resume", metavar="latest|PATH", help="continue from the newest complete checkpoint, or from PATH")
+    parser.add_argument("--log-every", type=positive_int, default=50, help="steps between TensorBoard scalars")
+    parser.add_argument("--validate-every", type=count, default=500, help="steps between preview grids in TensorBoard (0: never)")
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="cfgdistill", description="Classifier-free guidance and guidance distillation for diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     train = commands.add_parser("train", help="train a class-conditional teacher with condition dropout")
     train.add_argument("--data", default="digits", help="dataset (default: digits, bundled with scikit-learn)")
-    train.add_argument("--out", required=True, type=Path, help="checkpoint folder to write")
-    train.add_argument("--steps", type=positive_int, default=2000)
-    train.add_argument("--batch-size", type=positive_int, default=64)
-    train.add_argument("--lr", type=finite_float, default=1e-3)
-    train.add_argument("--p-uncond", type=finite_float, default=0.1, help="probability of dropping the label to the null class")
+    train.add_argument("--out", required=True, type=Path, help="run folder: the model, checkpoints/ and logs/")
+    add_loop_flags(train, steps=2000)
     train.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="v_prediction")
-    train.add_argument("--ema-decay", type=finite_float, default=0.999)
-    train.add_argument("--seed", type=int, default=0)
 
     distill = commands.add_parser("distill", help="distill a teacher's CFG into a one-pass student that takes s")
     distill.add_argument("--teacher", required=True, type=Path, help="teacher checkpoint folder")
-    distill.add_argument("--out", required=True, type=Path, help="student checkpoint folder to write")
-    distill.add_argument("--steps", type=positive_int, default=1500)
-    distill.add_argument("--batch-size", type=positive_int, default=64)
-    distill.add_argument("--lr", type=finite_float, default=1e-3)
+    distill.add_argument("--out", required=True, type=Path, help="run folder: the student, checkpoints/ and logs/")
+    add_loop_flags(distill, steps=1500)
     distill.add_argument("--guidance-min", type=finite_float, default=1.0, help="smallest s drawn in training")
     distill.add_argument("--guidance-max", type=finite_float, default=6.0, help="largest s drawn in training")
-    distill.add_argument("--p-uncond", type=finite_float, default=0.1)
-    distill.add_argument("--ema-decay", type=finite_float, default=0.999)
-    distill.add_argument("--seed", type=int, default=0)
 
     sample = commands.add_parser("sample", help="sample a teacher (CFG, two passes) or a student (one pass)")
     sample.add_argument("--model", required=True, type=Path, help="teacher or student checkpoint folder")
@@ -106,37 +120,75 @@ def build_parser() -> Parser:
     evaluate.add_argument("--out", required=True, type=Path, help="folder for report.json, report.md, plots and grids")
 
     for sub in (train, distill, demo, evaluate):
-        sub.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+        sub.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder (and a run's checkpoints)")
     for sub in (train, distill, sample, demo, evaluate):
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
-def run_train(args):
+def loop_settings(args, config_class, **fields):
+    """The config and run options that `train` and `distill` share, from their flags."""
+    from .loop import RunOptions
+
+    config = config_class(
+        steps=args.steps, batch_size=args.batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
+        lr=args.lr, p_uncond=args.p_uncond, ema_decay=args.ema_decay, mixed_precision=args.mixed_precision,
+        seed=args.seed, **fields,
+    )
+    config.validate()
+    run = RunOptions(
+        out=args.out, checkpoint_every=args.checkpoint_every, checkpoints_total_limit=args.checkpoints_total_limit,
+        resume=args.resume, log_every=args.log_every, validate_every=args.validate_every, progress=not args.quiet,
+    )
+    return config, run
+
+
+def prepare_run_folder(args):
+    """A run folder is fresh, resumed (--resume) or replaced (--overwrite); anything else is refused untouched."""
+    import shutil
+
     from .checkpoint import check_output_dir
+    from .training_state import checkpoint_root
+
+    if args.resume is not None:
+        check_output_dir(args.out, overwrite=True)
+        if args.resume != "latest" and not Path(args.resume).is_dir():
+            raise UserError(f"--resume {args.resume}: no such checkpoint folder (use 'latest' or a checkpoints/step-N folder)")
+        return
+    if checkpoint_root(args.out).is_dir() and not args.overwrite:
+        raise UserError(f"{args.out} holds a training run; pass --resume latest to continue it or --overwrite to start over")
+    check_output_dir(args.out, args.overwrite)
+    if args.overwrite:
+        for stale in (checkpoint_root(args.out), Path(args.out) / "logs"):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def run_train(args):
     from .train import TrainConfig, train_teacher
 
-    check_output_dir(args.out, args.overwrite)
-    config = TrainConfig(
-        data=args.data, steps=args.steps, batch_size=args.batch_size, lr=args.lr, p_uncond=args.p_uncond,
-        prediction=args.prediction, ema_decay=args.ema_decay, seed=args.seed,
-    )
-    teacher = train_teacher(config, progress=not args.quiet)
-    print(f"teacher saved to {teacher.save(args.out, args.overwrite)}")
+    config, run = loop_settings(args, TrainConfig, data=args.data, prediction=args.prediction)
+    prepare_run_folder(args)
+    teacher = train_teacher(config, run=run)
+    if is_main_process():
+        print(f"teacher saved to {teacher.save(args.out, overwrite=True)}")
 
 
 def run_distill(args):
-    from .checkpoint import check_output_dir, load_checkpoint
+    from .checkpoint import load_checkpoint
     from .distill import DistillConfig, distill
 
-    check_output_dir(args.out, args.overwrite)
-    config = DistillConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, guidance_min=args.guidance_min,
-        guidance_max=args.guidance_max, p_uncond=args.p_uncond, ema_decay=args.ema_decay, seed=args.seed,
-    )
-    config.validate()
-    student = distill(load_checkpoint(args.teacher), config, progress=not args.quiet)
-    print(f"student saved to {student.save(args.out, args.overwrite)}")
+    config, run = loop_settings(args, DistillConfig, guidance_min=args.guidance_min, guidance_max=args.guidance_max)
+    prepare_run_folder(args)
+    student = distill(load_checkpoint(args.teacher), config, run=run)
+    if is_main_process():
+        print(f"student saved to {student.save(args.out, overwrite=True)}")
+
+
+def is_main_process() -> bool:
+    """Under `accelerate launch` or torchrun only rank 0 writes the final model."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def check_file_output(path: Path, suffix: str):
@@ -198,6 +250,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.showwarning = lambda message, category, *rest, **kw: print(f"cfgdistill: warning: {message}", file=sys.stderr)
+    from .loop import Interrupted
+
     handlers = {"train": run_train, "distill": run_distill, "sample": run_sample, "evaluate": run_evaluate}
     try:
         if args.command == "demo":
@@ -209,6 +263,9 @@ def main(argv=None) -> int:
     except UserError as error:
         print(f"cfgdistill: error: {error}", file=sys.stderr)
         return 1
+    except Interrupted as stop:
+        print(f"cfgdistill: {stop}", file=sys.stderr)
+        return 128 + stop.signum
     except KeyboardInterrupt:
         print("cfgdistill: interrupted", file=sys.stderr)
         return 130

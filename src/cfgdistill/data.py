@@ -60,24 +60,3 @@ def load_dataset(name: str, part: str = "train") -> ImageDataset:
         return dataset
     train, test = split(dataset)
     return {"train": train, "test": test}[part]
-
-
-class Batches:
-    """An endless stream of shuffled batches, seeded, one epoch after another."""
-
-    def __init__(self, dataset: ImageDataset, batch_size: int, generator: torch.Generator):
-        self.dataset, self.batch_size, self.generator = dataset, batch_size, generator
-        self.order, self.position = torch.empty(0, dtype=torch.long), 0
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> tuple:
-        if self.position + self.batch_size > len(self.order):
-            self.order = torch.randperm(len(self.dataset), generator=self.generator)
-            self.position = 0
-            if self.batch_size > len(self.order):
-                raise UserError(f"batch size {self.batch_size} exceeds the {len(self.order)} training images")
-        index = self.order[self.position : self.position + self.batch_size]
-        self.position += self.batch_size
-        return self.dataset.images[index], self.dataset.labels[index]

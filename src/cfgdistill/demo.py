@@ -11,6 +11,7 @@ from .checkpoint import check_output_dir
 from .distill import DistillConfig, distill
 from .evaluation.compare import compare
 from .images import labelled_panels, save_image, tile
+from .loop import RunOptions
 from .train import TrainConfig, train_teacher
 
 GRID_S = (0.0, 1.0, 2.0, 4.0)
@@ -23,10 +24,10 @@ def run_demo(args):
     check_output_dir(out, args.overwrite)
     progress = not args.quiet
     started = time.perf_counter()
-    teacher = train_teacher(TrainConfig(steps=args.train_steps or TRAIN_STEPS), progress=progress)
+    teacher = train_teacher(TrainConfig(steps=args.train_steps or TRAIN_STEPS), run=RunOptions(progress=progress))
     teacher.save(out / "teacher", overwrite=True)
     trained = time.perf_counter()
-    student = distill(teacher, DistillConfig(steps=args.distill_steps or DISTILL_STEPS), progress=progress)
+    student = distill(teacher, DistillConfig(steps=args.distill_steps or DISTILL_STEPS), run=RunOptions(progress=progress))
     student.save(out / "student", overwrite=True)
     distilled = time.perf_counter()
 
