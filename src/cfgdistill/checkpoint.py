@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,11 +81,24 @@ def check_output_dir(path, overwrite: bool = False):
         raise UserError(f"output {path} exists and is not a folder")
     if path.is_dir() and any(path.iterdir()) and not overwrite:
         raise UserError(f"output folder {path} is not empty; pass --overwrite to replace it")
-    parent = path.resolve().parent
-    while not parent.exists():
-        parent = parent.parent
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UserError(f"output folder {path} cannot be written")
+    probe_writable(path if path.is_dir() else nearest_existing(path.resolve().parent), path)
+
+
+def nearest_existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def probe_writable(folder: Path, output: Path):
+    """Create and remove a file where the output will go: the only test that also holds for root and read-only mounts."""
+    if not folder.is_dir():
+        raise UserError(f"output folder {output} cannot be written: {folder} is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".cfgdistill-probe-"):
+            pass
+    except OSError as error:
+        raise UserError(f"output folder {output} cannot be written: {error.strerror}") from None
 
 
 def load_checkpoint(path) -> Checkpoint:

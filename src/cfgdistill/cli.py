@@ -39,10 +39,20 @@ def positive_int(text: str) -> int:
 
 
 def label_list(text: str) -> list:
-    try:
-        return [int(item) for item in text.split(",") if item.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"labels must be whole numbers separated by commas, got {text!r}") from None
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def resolve_labels(items: list, class_names: list) -> list:
+    """Class names or indices to indices; a name wins where it is also a number (digits' "3")."""
+    labels = []
+    for item in items:
+        if item in class_names:
+            labels.append(class_names.index(item))
+        elif item.lstrip("-").isdigit():
+            labels.append(int(item))
+        else:
+            raise UserError(f"unknown class {item!r}; the classes are: {', '.join(class_names)}")
+    return labels
 
 
 def guidance_list(text: str) -> list:
@@ -96,7 +106,7 @@ def build_parser() -> Parser:
     sample.add_argument("--guidance", "-s", type=finite_float, default=3.0, help="s: 0 unconditional, 1 conditional, >1 guided")
     sample.add_argument("--steps", type=positive_int, default=25)
     sample.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim")
-    sample.add_argument("--labels", type=label_list, help="comma-separated class labels, repeated to fill --n")
+    sample.add_argument("--labels", type=label_list, help="comma-separated class indices or names, repeated to fill --n")
     sample.add_argument("--n", type=positive_int, help="number of images (default: one per label, or 10 per class)")
     sample.add_argument("--seed", type=int, default=0, help="image i starts from noise seeded with seed + i")
     sample.add_argument("--batch-size", type=positive_int, default=256)
@@ -213,7 +223,7 @@ def run_sample(args):
     checkpoint = load_checkpoint(args.model)
     classes = checkpoint.num_classes
     given = args.labels is not None
-    labels = args.labels if given else list(range(classes))
+    labels = resolve_labels(args.labels, checkpoint.meta["conditioning"]["class_names"]) if given else list(range(classes))
     if not labels:
         raise UserError("--labels is empty")
     check_labels(torch.tensor(labels), classes)

@@ -239,6 +239,7 @@ def _fit(accelerator, model, objective, data, config, run, identity):
     world, accumulation = accelerator.num_processes, config.gradient_accumulation_steps
     global_size = config.batch_size * world * accumulation
     recipe = {**asdict(config), **identity, "processes": world}
+    global_batch(data, global_size, config.seed, 1)  # refuses a batch larger than the data before anything is written
     if world > 1:
         log(f"{world} processes in one {torch.distributed.get_backend()} group; global batch {global_size}")
 
@@ -253,6 +254,8 @@ def _fit(accelerator, model, objective, data, config, run, identity):
     resume_from = find_resume(run, log)
     if resume_from is not None:
         tensors, meta = training_state.load_state(resume_from)
+        if meta.get("kind") != objective.name:
+            raise UserError(f"cannot resume {resume_from}: it holds a {meta.get('kind')} run, this run trains a {objective.name}")
         check_same_run(meta, recipe, resume_from)
         training_state.restore(tensors, meta, model, ema, optimizer, lr_schedule, resume_from)
         ema.to(accelerator.device)

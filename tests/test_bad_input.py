@@ -1,0 +1,76 @@
+"""Every row of docs/errors.md, run as written: exit code, one-line message, and nothing on disk changed."""
+
+import hashlib
+import json
+import re
+import shlex
+import shutil
+from pathlib import Path
+
+import pytest
+from diffusers import UNet2DModel
+
+from cfgdistill.cli import main
+
+TABLE = Path(__file__).parents[1] / "docs" / "errors.md"
+ROW = re.compile(r"^\| (?P<case>[^|`]+?) \| `cfgdistill (?P<command>[^`]+)` \| (?P<exit>\d+) \| `(?P<message>[^`]+)` \|$")
+
+
+def table_rows() -> dict:
+    rows = {m["case"]: m for m in map(ROW.match, TABLE.read_text().splitlines()) if m}
+    assert len(rows) >= 30, "docs/errors.md lost its table"
+    return rows
+
+
+def copy_model(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("checkpoints", "logs"))
+    return target
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """The folders the table's placeholders name: real runs through the CLI, then damaged copies of them."""
+    root = tmp_path_factory.mktemp("bad-input")
+    teacher, student = root / "teacher", root / "student"
+    quiet = ["--quiet", "--validate-every", "0", "--batch-size", "16"]
+    assert main(["train", "--out", str(teacher), "--steps", "4", "--checkpoint-every", "2", *quiet]) == 0
+    assert main(["distill", "--teacher", str(teacher), "--out", str(student), "--steps", "2", *quiet]) == 0
+    (root / "empty").mkdir()
+    UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
+                down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2).save_pretrained(root / "foreign")
+    (copy_model(teacher, root / "badjson") / "cfgdistill.json").write_text("{not json")
+    weights = "denoiser/diffusion_pytorch_model.safetensors"
+    data = (teacher / weights).read_bytes()
+    (copy_model(teacher, root / "truncated") / weights).write_bytes(data[: len(data) // 2])
+    (copy_model(teacher, root / "corrupted") / weights).write_bytes(b"\xff" * 16 + data[16:])
+    meta = json.loads((teacher / "cfgdistill.json").read_text())
+    (copy_model(teacher, root / "mislabelled") / "cfgdistill.json").write_text(json.dumps({**meta, "kind": "student"}))
+    config = json.loads((teacher / "denoiser/config.json").read_text())
+    (copy_model(teacher, root / "wrongshape") / "denoiser/config.json").write_text(json.dumps({**config, "block_out_channels": [16, 32]}))
+    step = teacher / "checkpoints" / "step-0000002"
+    (shutil.copytree(step, root / "incomplete") / "COMPLETE").unlink()
+    state = shutil.copytree(step, root / "damaged_state") / "state.safetensors"
+    state.write_bytes(state.read_bytes()[:100])
+    (root / "file").write_text("a file, not a folder\n")
+    return root
+
+
+def snapshot(root: Path) -> dict:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", list(table_rows()))
+def test_bad_input_is_refused_in_one_line(case, prepared, tmp_path, capsys):
+    row = table_rows()[case]
+    places = {p.name: str(p) for p in prepared.iterdir()} | {"tmp": str(tmp_path)}
+    fill = lambda text: re.sub(r"\{(\w+)\}", lambda m: places[m[1]], text)
+    before = snapshot(prepared)
+    try:
+        code = main(shlex.split(fill(row["command"])))
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == int(row["exit"]), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert fill(row["message"]) in err
+    assert snapshot(prepared) == before
