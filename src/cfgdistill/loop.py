@@ -8,6 +8,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -235,7 +236,7 @@ def fit(model, objective, data: ImageDataset, config: LoopConfig, run: RunOption
 
 
 def _fit(accelerator, model, objective, data, config, run, identity):
-    log = lambda text: accelerator.is_main_process and tqdm.write(f"cfgdistill: {text}")
+    log = lambda text: accelerator.is_main_process and tqdm.write(f"cfgdistill: {text}", file=sys.stderr)
     world, accumulation = accelerator.num_processes, config.gradient_accumulation_steps
     global_size = config.batch_size * world * accumulation
     recipe = {**asdict(config), **identity, "processes": world}
