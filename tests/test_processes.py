@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from cfgdistill import training_state
 from cfgdistill.cli import main
 
-ARGS = ["--steps", "40", "--batch-size", "16", "--checkpoint-every", "2", "--validate-every", "0", "--quiet"]
+ARGS = ["--steps", "40", "--batch-size", "16", "--checkpoint-every", "2", "--validate-every", "0", "--quiet", "--cpu"]
 WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
 
 # Wraps the safetensors writer: the second checkpoint write stops half-way and waits to be killed.
@@ -103,7 +103,7 @@ def test_kill_9_while_writing_a_checkpoint_loses_only_that_checkpoint(reference,
 def test_two_processes_form_one_gloo_group_and_match_one_process(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    common = ["--steps", "8", "--checkpoint-every", "8", "--validate-every", "0", "--log-every", "1", "--quiet"]
+    common = ["--steps", "8", "--checkpoint-every", "8", "--validate-every", "0", "--log-every", "1", "--quiet", "--cpu"]
     two = cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "cfgdistill", "train",
               "--out", str(tmp_path / "two"), "--batch-size", "16", *common, env={**os.environ, "OMP_NUM_THREADS": "1"})
     _, err = two.communicate(timeout=300)

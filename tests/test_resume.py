@@ -1,4 +1,7 @@
-"""The shared training loop: bitwise resume after a signal, NaN guard, checkpoint rotation, logs, accumulation."""
+"""The shared training loop: bitwise resume after a signal, NaN guard, checkpoint rotation, logs, accumulation.
+
+Every run here is on the CPU (`cpu=True`), where it is deterministic; on a GPU a resume agrees to about 1e-5.
+"""
 
 import os
 import shutil
@@ -28,12 +31,12 @@ def data():
 
 def teacher_run(data, out, **run):
     config = TrainConfig(block_out_channels=[8, 16], **TINY)
-    return train_teacher(config, data, RunOptions(out=out, validate_every=0, progress=False, **run)).model
+    return train_teacher(config, data, RunOptions(out=out, validate_every=0, progress=False, cpu=True, **run)).model
 
 
 def student_run(data, out, **run):
     teacher = Checkpoint.create(tiny_denoiser(), make_noise_schedule("v_prediction"), kind="teacher", dataset=data, training={})
-    return distill(teacher, DistillConfig(**TINY), data, RunOptions(out=out, validate_every=0, progress=False, **run)).model
+    return distill(teacher, DistillConfig(**TINY), data, RunOptions(out=out, validate_every=0, progress=False, cpu=True, **run)).model
 
 
 def hook_step(monkeypatch, step, action):
@@ -102,7 +105,7 @@ def test_tensorboard_gets_scalars_and_preview_grids(data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = TrainConfig(block_out_channels=[8, 16], **TINY)
-    train_teacher(config, data, RunOptions(out=tmp_path, log_every=1, validate_every=3, checkpoint_every=0, progress=False))
+    train_teacher(config, data, RunOptions(out=tmp_path, log_every=1, validate_every=3, checkpoint_every=0, progress=False, cpu=True))
     events = EventAccumulator(str(tmp_path / "logs" / "teacher"), size_guidance={"images": 0}).Reload()
     assert {"loss", "lr", "samples_per_s"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("loss")] == list(range(1, 7))
@@ -111,16 +114,16 @@ def test_tensorboard_gets_scalars_and_preview_grids(data, tmp_path):
 
 def test_gradient_accumulation_matches_one_large_batch(data, tmp_path):
     base = dict(block_out_channels=[8, 16], steps=3, warmup_steps=1, ema_decay=0.0)
-    large = train_teacher(TrainConfig(batch_size=32, **base), data, RunOptions(progress=False)).model
-    accumulated = train_teacher(TrainConfig(batch_size=16, gradient_accumulation_steps=2, **base), data, RunOptions(progress=False)).model
-    small = train_teacher(TrainConfig(batch_size=16, **base), data, RunOptions(progress=False)).model
+    large = train_teacher(TrainConfig(batch_size=32, **base), data, RunOptions(progress=False, cpu=True)).model
+    accumulated = train_teacher(TrainConfig(batch_size=16, gradient_accumulation_steps=2, **base), data, RunOptions(progress=False, cpu=True)).model
+    small = train_teacher(TrainConfig(batch_size=16, **base), data, RunOptions(progress=False, cpu=True)).model
     gap = lambda a, b: max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))
     assert gap(large, accumulated) < 1e-5 < gap(large, small)
 
 
 def test_bf16_mixed_precision_trains(data):
     config = TrainConfig(block_out_channels=[8, 16], mixed_precision="bf16", **TINY)
-    model = train_teacher(config, data, RunOptions(progress=False)).model
+    model = train_teacher(config, data, RunOptions(progress=False, cpu=True)).model
     assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())
 
 

@@ -81,6 +81,7 @@ def add_loop_flags(parser, steps: int):
     parser.add_argument("--resume", metavar="latest|PATH", help="continue from the newest complete checkpoint, or from PATH")
     parser.add_argument("--log-every", type=positive_int, default=50, help="steps between TensorBoard scalars")
     parser.add_argument("--validate-every", type=count, default=500, help="steps between preview grids in TensorBoard (0: never)")
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
 
 
 def build_parser() -> Parser:
@@ -149,6 +150,7 @@ def loop_settings(args, config_class, **fields):
     run = RunOptions(
         out=args.out, checkpoint_every=args.checkpoint_every, checkpoints_total_limit=args.checkpoints_total_limit,
         resume=args.resume, log_every=args.log_every, validate_every=args.validate_every, progress=not args.quiet,
+        cpu=args.cpu,
     )
     return config, run
 

@@ -72,6 +72,7 @@ class RunOptions:
     log_every: int = 50
     validate_every: int = 500  # preview grid in TensorBoard; 0: never
     progress: bool = True
+    cpu: bool = False  # train on the CPU even where a GPU is present (bitwise-reproducible resumes)
 
 
 class Objective:
@@ -160,7 +161,7 @@ def make_accelerator(config: LoopConfig, run: RunOptions):
         accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
-            cpu=not torch.cuda.is_available(),  # without it, CPU processes stay apart instead of forming a gloo group
+            cpu=run.cpu or not torch.cuda.is_available(),  # without it, CPU processes stay apart instead of forming a gloo group
             log_with="tensorboard" if run.out is not None else None,
             project_dir=None if run.out is None else Path(run.out) / "logs",
         )
