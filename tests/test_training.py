@@ -9,7 +9,8 @@ from cfgdistill.errors import UserError
 from cfgdistill.guidance import cfg_prediction
 from cfgdistill.loop import RunOptions, global_batch
 from cfgdistill.models import make_student
-from cfgdistill.train import TrainConfig, drop_labels, train_teacher
+from cfgdistill.conditioning import ClassConditioning
+from cfgdistill.train import TrainConfig, train_teacher
 
 from conftest import tiny_denoiser
 
@@ -32,12 +33,12 @@ def test_unknown_dataset_is_a_user_error():
 def test_condition_dropout_rate_and_null_class():
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 10, (20000,), generator=g)
-    dropped = drop_labels(labels, 10, 0.1, g)
+    dropped = ClassConditioning(10, 0.1).draw(labels, g)
     rate = (dropped == 10).float().mean().item()
     assert 0.09 < rate < 0.11
     kept = dropped != 10
     assert torch.equal(dropped[kept], labels[kept])
-    assert torch.equal(drop_labels(labels, 10, 0.0, g), labels)
+    assert torch.equal(ClassConditioning(10, 0.0).draw(labels, g), labels)
 
 
 def test_v_prediction_target_is_the_velocity():

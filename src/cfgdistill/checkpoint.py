@@ -25,7 +25,8 @@ class Checkpoint:
     meta: dict
 
     @classmethod
-    def create(cls, model, noise_schedule, *, kind, dataset, training) -> "Checkpoint":
+    def create(cls, model, noise_schedule, *, kind, dataset, training, conditioning=None) -> "Checkpoint":
+        """`conditioning` (class or text, from conditioning.py) defaults to class labels."""
         meta = {
             "format": "cfgdistill",
             "version": FORMAT_VERSION,
@@ -34,10 +35,9 @@ class Checkpoint:
             "guidance": {"convention": CONVENTION, "trained_range": model.config.guidance_range},
             "data": {"name": dataset.name, "image_shape": list(dataset.image_shape), "train_images": len(dataset)},
             "conditioning": {
-                "type": "class",
                 "num_classes": dataset.num_classes,
                 "class_names": list(dataset.class_names),
-                "null_class": dataset.num_classes,
+                **(conditioning.meta() if conditioning is not None else {"type": "class", "null_class": dataset.num_classes}),
             },
             "training": training,
         }

@@ -7,13 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Checkpoint
+from .conditioning import make_conditioning
 from .data import ImageDataset, load_dataset
 from .diffusion import noisy_batch
 from .errors import UserError
 from .guidance import cfg_prediction
 from .loop import LoopConfig, Objective, RunOptions, fit
 from .models import make_student
-from .train import drop_labels
 
 
 @dataclass
@@ -38,8 +38,8 @@ class DistillObjective(Objective):
 
     name = "student"
 
-    def __init__(self, teacher, noise_schedule, config: DistillConfig):
-        super().__init__(noise_schedule, teacher.config.num_classes)
+    def __init__(self, teacher, noise_schedule, conditioning, config: DistillConfig):
+        super().__init__(noise_schedule, conditioning, teacher.config.num_classes)
         self.teacher, self.config = teacher, config
 
     def to(self, device):
@@ -47,15 +47,15 @@ class DistillObjective(Objective):
 
     def draw(self, x_0, labels, generator) -> dict:
         x_t, t, _ = noisy_batch(self.noise_schedule, x_0, generator)
-        labels = drop_labels(labels, self.num_classes, self.config.p_uncond, generator)
+        cond = self.conditioning.draw(labels, generator)
         s_min, s_max = self.config.guidance_min, self.config.guidance_max
         s = s_min + (s_max - s_min) * torch.rand(x_0.shape[0], generator=generator)
-        return {"x_t": x_t, "t": t, "labels": labels, "s": s}
+        return {"x_t": x_t, "t": t, "cond": cond, "s": s}
 
     def loss(self, student, rows: dict) -> torch.Tensor:
         with torch.no_grad():
-            target = cfg_prediction(self.teacher, rows["x_t"], rows["t"], rows["labels"], rows["s"])
-        return F.mse_loss(student(rows["x_t"], rows["t"], rows["labels"], rows["s"]).float(), target.float())
+            target = cfg_prediction(self.teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
+        return F.mse_loss(student(rows["x_t"], rows["t"], rows["cond"], rows["s"]).float(), target.float())
 
 
 def fingerprint(model) -> str:
@@ -75,10 +75,13 @@ def distill(teacher: Checkpoint, config: DistillConfig, dataset: ImageDataset | 
     config.validate()
     if teacher.kind != "teacher":
         raise UserError("distillation needs a teacher checkpoint, but this one is a student")
-    dataset = dataset or load_dataset(teacher.meta["data"]["name"], "train")
+    data = teacher.meta["data"]
+    dataset = dataset or load_dataset(data["name"], "train", image_shape=tuple(data["image_shape"]))
+    meta = teacher.meta["conditioning"]
+    conditioning = make_conditioning(meta["type"], data["name"], meta["class_names"], config.p_uncond, meta)
     teacher_model = teacher.model.eval().requires_grad_(False)
     student = make_student(teacher_model, (config.guidance_min, config.guidance_max))
-    objective = DistillObjective(teacher_model, teacher.noise_schedule, config)
+    objective = DistillObjective(teacher_model, teacher.noise_schedule, conditioning, config)
     fit(student, objective, dataset, config, run, identity={"teacher": fingerprint(teacher_model), "data_images": len(dataset)})
     teacher_model.cpu()
     return Checkpoint.create(
@@ -87,4 +90,5 @@ def distill(teacher: Checkpoint, config: DistillConfig, dataset: ImageDataset | 
         kind="student",
         dataset=dataset,
         training={"teacher": teacher.meta.get("training"), "distill": asdict(config)},
+        conditioning=conditioning,
     )

@@ -81,8 +81,8 @@ class Objective:
     name = "objective"
     preview_s = 3.0
 
-    def __init__(self, noise_schedule, num_classes: int):
-        self.noise_schedule, self.num_classes = noise_schedule, num_classes
+    def __init__(self, noise_schedule, conditioning, num_classes: int):
+        self.noise_schedule, self.conditioning, self.num_classes = noise_schedule, conditioning, num_classes
 
     def to(self, device):
         """Move any frozen network the loss uses (the teacher, when distilling)."""
@@ -100,8 +100,8 @@ class Objective:
         s = self.preview_s
         if model.config.guidance_range:
             s = min(max(s, model.config.guidance_range[0]), model.config.guidance_range[1])
-        labels = torch.arange(self.num_classes, device=model.device)
-        return sample(model, self.noise_schedule, labels, s=s, steps=20, progress=False)
+        cond = self.conditioning.for_classes(torch.arange(self.num_classes)).to(model.device)
+        return sample(model, self.noise_schedule, cond, s=s, steps=20, progress=False)
 
 
 class Interrupted(Exception):

@@ -25,11 +25,13 @@ class GuidanceEmbedding(nn.Module):
 
 
 class Denoiser(ModelMixin, ConfigMixin):
-    """A class-conditional UNet: `model(x_t, t, labels)` predicts eps or v.
+    """A conditional UNet: `model(x_t, t, cond)` predicts eps or v.
 
-    The label embedding (with a learned null row for "no condition", as in DiT) is added to the
-    timestep embedding. A student (`guidance_embedding=True`) also adds an embedding of s there,
-    and `guidance_range` records the s range it was distilled on.
+    The condition becomes one vector added to the timestep embedding: a class label through an
+    embedding with a learned null row (DiT), or, with `text_dim`, a pooled prompt embedding through
+    Linear–SiLU–Linear (FLUX's `vector_in`); the empty prompt's embedding, kept as a buffer, is the
+    null condition. A student (`guidance_embedding=True`) also adds an embedding of s there, and
+    `guidance_range` records the s range it was distilled on.
     """
 
     @register_to_config
@@ -43,6 +45,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         attention: bool = True,
         guidance_embedding: bool = False,
         guidance_range: tuple | None = None,
+        text_dim: int | None = None,
     ):
         super().__init__()
         levels = len(block_out_channels)
@@ -60,8 +63,12 @@ class Denoiser(ModelMixin, ConfigMixin):
             class_embed_type="identity",
         )
         dim = block_out_channels[0] * 4
-        self.label_embedding = nn.Embedding(num_classes + 1, dim)
-        nn.init.normal_(self.label_embedding.weight, std=0.02)
+        if text_dim:
+            self.text_in = nn.Sequential(nn.Linear(text_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+            self.register_buffer("null_text", torch.zeros(text_dim))  # set from the encoder's "" at training
+        else:
+            self.label_embedding = nn.Embedding(num_classes + 1, dim)
+            nn.init.normal_(self.label_embedding.weight, std=0.02)
         self.guidance_in = GuidanceEmbedding(dim) if guidance_embedding else None
 
     @property
@@ -69,14 +76,16 @@ class Denoiser(ModelMixin, ConfigMixin):
         c = self.config
         return (c.in_channels, c.sample_size, c.sample_size)
 
-    def null_condition(self, labels: torch.Tensor) -> torch.Tensor:
-        """The null class, which stands for "no condition", for each label."""
-        return torch.full_like(labels, self.config.num_classes)
+    def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
+        """"No condition" for each row of cond: the null class, or the empty prompt's embedding."""
+        if self.config.text_dim:
+            return self.null_text.expand(cond.shape[0], -1)
+        return torch.full_like(cond, self.config.num_classes)
 
-    def forward(self, x_t, t, labels=None, s=None):
-        if labels is None:
-            labels = torch.full((x_t.shape[0],), self.config.num_classes, dtype=torch.long, device=x_t.device)
-        vec = self.label_embedding(labels)
+    def forward(self, x_t, t, cond=None, s=None):
+        if cond is None:
+            cond = self.null_condition(torch.empty(x_t.shape[0], dtype=torch.long, device=x_t.device))
+        vec = self.text_in(cond.to(x_t.dtype)) if self.config.text_dim else self.label_embedding(cond)
         if self.guidance_in is not None:
             if s is None:
                 raise ValueError("a guidance-embedded student needs the guidance scale s")

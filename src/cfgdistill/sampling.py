@@ -93,7 +93,7 @@ def sample(
         raise UserError(f"the number of samples must be > 0, got {n}")
     if steps <= 0:
         raise UserError(f"steps must be > 0, got {steps}")
-    if cond is not None and hasattr(model, "config") and hasattr(model.config, "num_classes"):
+    if cond is not None and hasattr(model, "config") and not getattr(model.config, "text_dim", None):
         check_labels(cond, model.config.num_classes)
     model_fn = guided_denoiser(model, s, negative is not None)
     shape = shape or model.sample_shape
