@@ -3,17 +3,24 @@ PYTHON ?= python3
 # The CPU wheel for this machine. GPU users: install your CUDA build of torch first, then `make demo TORCH=torch`.
 TORCH ?= torch==2.13.0
 OUT ?= demo-out
+RUNS ?= runs/fashion
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install demo test bench
+.PHONY: install data demo test bench fashion
 
 install:
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[test]"
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[test,text]"
+
+# Fashion-MNIST's IDX files, from Debian's package, into /usr/share/datasets/fashion-mnist.
+data:
+	@dpkg -s dataset-fashion-mnist >/dev/null 2>&1 || \
+	{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null; }
 
 demo: install
 	$(PYTHON) -m cfgdistill demo --out $(OUT) --overwrite
 
 # pytest exits 5 when it collects nothing: that means the suite went missing, so it fails loudly.
-test: install
+test: install data
 	$(PYTHON) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected: is tests/ missing?" >&2; fi; exit $$rc
 
@@ -21,3 +28,10 @@ test: install
 bench: install
 	[ -f $(OUT)/student/cfgdistill.json ] || $(PYTHON) -m cfgdistill demo --out $(OUT) --overwrite
 	$(PYTHON) benchmarks/run.py --models $(OUT) --out docs/results
+
+# Text-conditioned Fashion-MNIST: train a teacher, distill it, evaluate both into docs/results/fashion.
+fashion: install data
+	$(PYTHON) -m cfgdistill train --preset fashion-cpu --out $(RUNS)/teacher --overwrite
+	$(PYTHON) -m cfgdistill distill --preset fashion-cpu --teacher $(RUNS)/teacher --out $(RUNS)/student --overwrite
+	$(PYTHON) -m cfgdistill evaluate --teacher $(RUNS)/teacher --student $(RUNS)/student --out docs/results/fashion \
+	    --guidance 1,2,3,5 --steps 20 --n 500 --overwrite

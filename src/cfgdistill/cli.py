@@ -9,6 +9,13 @@ from pathlib import Path
 from .errors import UserError
 
 SAMPLER_NAMES = ("ddim", "dpm++", "euler")
+# Named defaults for `train` and `distill`; flags given on the command line still win.
+PRESETS = {
+    "fashion-cpu": {  # a text-conditioned Fashion-MNIST teacher and student within an hour on 2 CPU cores
+        "train": {"data": "fashion-mnist", "steps": 3000, "batch_size": 48, "block_out_channels": [16, 32, 64]},
+        "distill": {"steps": 800, "batch_size": 48},
+    },
+}
 
 
 class Parser(argparse.ArgumentParser):
@@ -55,6 +62,16 @@ def resolve_labels(items: list, class_names: list) -> list:
     return labels
 
 
+def channel_list(text: str) -> list:
+    try:
+        values = [int(item) for item in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"widths must be whole numbers separated by commas, got {text!r}") from None
+    if not values or any(v <= 0 or v % 4 for v in values):
+        raise argparse.ArgumentTypeError(f"widths must be positive multiples of 4, got {text!r}")
+    return values
+
+
 def guidance_list(text: str) -> list:
     return [finite_float(item) for item in text.split(",") if item.strip()]
 
@@ -84,22 +101,33 @@ def add_loop_flags(parser, steps: int):
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even where a GPU is present")
 
 
-def build_parser() -> Parser:
+def build_parser(preset: str | None = None) -> Parser:
     parser = Parser(prog="cfgdistill", description="Classifier-free guidance and guidance distillation for diffusion models.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     train = commands.add_parser("train", help="train a class-conditional teacher with condition dropout")
-    train.add_argument("--data", default="digits", help="dataset (default: digits, bundled with scikit-learn)")
+    train.add_argument("--data", default="digits",
+                       help="digits (bundled with scikit-learn), fashion-mnist (Debian package), or a folder with one sub-folder per class")
+    train.add_argument("--conditioning", choices=("class", "text"),
+                       help="class labels, or text prompts through all-MiniLM-L6-v2 (default: class for digits, text otherwise)")
+    train.add_argument("--block-out-channels", type=channel_list, default=[32, 64], help="UNet widths per level, e.g. 16,32,64")
     train.add_argument("--out", required=True, type=Path, help="run folder: the model, checkpoints/ and logs/")
     add_loop_flags(train, steps=2000)
     train.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="v_prediction")
 
     distill = commands.add_parser("distill", help="distill a teacher's CFG into a one-pass student that takes s")
     distill.add_argument("--teacher", required=True, type=Path, help="teacher checkpoint folder")
+    distill.add_argument("--data", help="training images (default: the teacher's dataset)")
     distill.add_argument("--out", required=True, type=Path, help="run folder: the student, checkpoints/ and logs/")
     add_loop_flags(distill, steps=1500)
     distill.add_argument("--guidance-min", type=finite_float, default=1.0, help="smallest s drawn in training")
     distill.add_argument("--guidance-max", type=finite_float, default=6.0, help="largest s drawn in training")
+
+    for name, sub in (("train", train), ("distill", distill)):
+        sub.add_argument("--preset", choices=sorted(PRESETS), help="named defaults: " + "; ".join(
+            f"{key}: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in values[name].items()) for key, values in PRESETS.items()))
+        if preset is not None:
+            sub.set_defaults(**PRESETS[preset][name])
 
     sample = commands.add_parser("sample", help="sample a teacher (CFG, two passes) or a student (one pass)")
     sample.add_argument("--model", required=True, type=Path, help="teacher or student checkpoint folder")
@@ -108,6 +136,8 @@ def build_parser() -> Parser:
     sample.add_argument("--steps", type=positive_int, default=25)
     sample.add_argument("--sampler", choices=SAMPLER_NAMES, default="ddim")
     sample.add_argument("--labels", type=label_list, help="comma-separated class indices or names, repeated to fill --n")
+    sample.add_argument("--prompt", action="append", help="a text prompt (text models); repeat for several columns")
+    sample.add_argument("--negative-prompt", help="the teacher's negative branch: pred = neg + s*(pos - neg) (text teachers)")
     sample.add_argument("--n", type=positive_int, help="number of images (default: one per label, or 10 per class)")
     sample.add_argument("--seed", type=int, default=0, help="image i starts from noise seeded with seed + i")
     sample.add_argument("--batch-size", type=positive_int, default=256)
@@ -178,7 +208,10 @@ def prepare_run_folder(args):
 def run_train(args):
     from .train import TrainConfig, train_teacher
 
-    config, run = loop_settings(args, TrainConfig, data=args.data, prediction=args.prediction)
+    config, run = loop_settings(
+        args, TrainConfig, data=args.data, prediction=args.prediction, conditioning=args.conditioning,
+        block_out_channels=args.block_out_channels,
+    )
     prepare_run_folder(args)
     teacher = train_teacher(config, run=run)
     if is_main_process():
@@ -191,7 +224,13 @@ def run_distill(args):
 
     config, run = loop_settings(args, DistillConfig, guidance_min=args.guidance_min, guidance_max=args.guidance_max)
     prepare_run_folder(args)
-    student = distill(load_checkpoint(args.teacher), config, run=run)
+    teacher = load_checkpoint(args.teacher)
+    dataset = None
+    if args.data is not None:
+        from .data import load_dataset
+
+        dataset = load_dataset(args.data, "train", image_shape=tuple(teacher.meta["data"]["image_shape"]))
+    student = distill(teacher, config, dataset, run=run)
     if is_main_process():
         print(f"student saved to {student.save(args.out, overwrite=True)}")
 
@@ -216,6 +255,7 @@ def run_sample(args):
     import torch
 
     from .checkpoint import load_checkpoint
+    from .conditioning import condition_for
     from .images import save_array, save_image, tile
     from .sampling import check_labels, sample
 
@@ -223,20 +263,33 @@ def run_sample(args):
     if args.out_array is not None:
         check_file_output(args.out_array, ".npy")
     checkpoint = load_checkpoint(args.model)
-    classes = checkpoint.num_classes
-    given = args.labels is not None
-    labels = resolve_labels(args.labels, checkpoint.meta["conditioning"]["class_names"]) if given else list(range(classes))
-    if not labels:
-        raise UserError("--labels is empty")
-    check_labels(torch.tensor(labels), classes)
-    n = args.n or (len(labels) if given else 10 * classes)
-    cond = torch.tensor(labels).repeat(math.ceil(n / len(labels)))[:n]
+    meta, classes = checkpoint.meta["conditioning"], checkpoint.num_classes
+    if args.prompt is not None and args.labels is not None:
+        raise UserError("give --prompt or --labels, not both")
+    if args.negative_prompt is not None and meta["type"] != "text":
+        raise UserError("--negative-prompt needs a text-conditioned model; this one takes class labels")
+    if args.prompt is not None:
+        prompts = args.prompt
+        columns = len(prompts)
+        rows = prompts * math.ceil((args.n or len(prompts)) / len(prompts))
+        cond = condition_for(meta, prompts=rows[: args.n or len(prompts)])
+    else:
+        given = args.labels is not None
+        labels = resolve_labels(args.labels, meta["class_names"]) if given else list(range(classes))
+        if not labels:
+            raise UserError("--labels is empty")
+        check_labels(torch.tensor(labels), classes)
+        columns = len(labels)
+        n = args.n or (len(labels) if given else 10 * classes)
+        cond = condition_for(meta, labels=torch.tensor(labels).repeat(math.ceil(n / len(labels)))[:n])
+    n = len(cond)
+    negative = None if args.negative_prompt is None else condition_for(meta, prompts=[args.negative_prompt] * n)
     images = sample(
-        checkpoint.model, checkpoint.noise_schedule, cond, s=args.guidance, steps=args.steps,
-        sampler=args.sampler, seed=args.seed, batch_size=args.batch_size, progress=not args.quiet,
+        checkpoint.model, checkpoint.noise_schedule, cond, s=args.guidance, steps=args.steps, sampler=args.sampler,
+        seed=args.seed, negative=negative, batch_size=args.batch_size, progress=not args.quiet,
     )
     passes = "1 pass" if checkpoint.kind == "student" else ("2 passes (batched)" if args.guidance not in (0, 1) else "1 pass")
-    save_image(tile(images, ncol=min(n, len(labels) if given else classes)), args.out)
+    save_image(tile(images, ncol=min(n, columns)), args.out)
     if args.out_array is not None:
         save_array(images, args.out_array)
     print(f"{n} samples from the {checkpoint.kind} at s = {args.guidance:g}, {args.steps} steps, {passes} per step -> {args.out}")
@@ -260,6 +313,8 @@ def run_evaluate(args):
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "preset", None):
+        args = build_parser(args.preset).parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.showwarning = lambda message, category, *rest, **kw: print(f"cfgdistill: warning: {message}", file=sys.stderr)
     from .loop import Interrupted

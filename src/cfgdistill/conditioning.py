@@ -153,3 +153,21 @@ def make_conditioning(kind: str, dataset: str, class_names: list, p_uncond: floa
 def default_kind(dataset: str) -> str:
     """Text for Fashion-MNIST and image folders; class labels for the 8×8 digits."""
     return "class" if dataset == "digits" else "text"
+
+
+def class_prompts(meta: dict, labels) -> list:
+    """A text checkpoint's prompt for each class label: that class's first training prompt."""
+    names = meta["class_names"]
+    return [meta["training_prompts"][names[int(label)]][0] for label in labels]
+
+
+def condition_for(meta: dict, labels=None, prompts=None) -> torch.Tensor:
+    """What a checkpoint's network takes as cond, given class labels or (text models only) prompts.
+
+    `meta` is the checkpoint's `meta["conditioning"]`.
+    """
+    if meta["type"] == "class":
+        if prompts is not None:
+            raise UserError("this model is class-conditional: choose classes with --labels, not prompts")
+        return torch.as_tensor(labels)
+    return prompt_encoder()(list(prompts) if prompts is not None else class_prompts(meta, labels))

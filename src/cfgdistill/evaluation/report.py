@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from ..conditioning import condition_for
 from ..data import load_dataset
 from ..images import labelled_panels, save_image
 from .classifier import load_classifier
@@ -14,6 +15,7 @@ from .metrics import FrechetDistance, accuracy, embed, precision_recall, within_
 from .plots import plot_report
 
 DEFAULT_GUIDANCE = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+PARAPHRASE_S = 3.0
 MODELS = ("teacher", "student")
 
 
@@ -40,20 +42,21 @@ def matches(row: dict, fd_noise_floor: float) -> dict:
 
 def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampler="ddim", seed=0, progress=True) -> dict:
     """Metrics per s for teacher and student at the same steps, seeds and labels, against the held-out real split."""
-    data_name = teacher.meta["data"]["name"]
-    classifier, classifier_accuracy = load_classifier(data_name, progress)
-    real = load_dataset(data_name, "test")
+    data_name, image_shape = teacher.meta["data"]["name"], tuple(teacher.meta["data"]["image_shape"])
+    classifier, classifier_accuracy = load_classifier(data_name, progress, image_shape)
+    real = load_dataset(data_name, "test", image_shape)
     n = min(n, len(real))
-    train_images = load_dataset(data_name, "train").images  # disjoint from the held-out split
+    train_images = load_dataset(data_name, "train", image_shape).images  # disjoint from the held-out split
     floor_set = train_images[torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n]]
     fd = FrechetDistance(classifier, real.images[:n])
     real_features = embed(classifier, real.images[:n])
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
+    cond = condition_for(teacher.meta["conditioning"], labels=labels)  # a text model gets each class's first prompt
     low, high = student.model.config.guidance_range
     rows, grids = [], {name: [] for name in MODELS}
     for s in tqdm(guidance, desc="evaluate", disable=not progress):
         runs = {
-            name: timed_sample(ckpt.model, ckpt.noise_schedule, labels, s, steps, sampler, seed)
+            name: timed_sample(ckpt.model, ckpt.noise_schedule, cond, s, steps, sampler, seed)
             for name, ckpt in zip(MODELS, (teacher, student))
         }
         row = {"s": s, "extrapolated": not low <= s <= high, "paired_relative_error": paired_error(runs["student"].images, runs["teacher"].images)}
@@ -66,6 +69,9 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
     floor = fd(floor_set)
     for row in rows:
         row["student_matches"] = matches(row, floor)
+    paraphrases = None
+    if teacher.meta["conditioning"]["type"] == "text":
+        paraphrases = held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n)
     return {
         "dataset": data_name,
         "samples_per_scale": n,
@@ -77,8 +83,30 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
         "real_accuracy": accuracy(classifier, real.images[:n], real.labels[:n]),
         "fd_noise_floor": floor,
         "rows": rows,
+        "held_out_paraphrases": paraphrases and paraphrases.pop("summary"),
         "grids": {name: torch.stack(images) for name, images in grids.items()},
+        "paraphrase_grids": paraphrases,
     }
+
+
+def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) -> dict:
+    """Accuracy at s = PARAPHRASE_S on prompts never used in training, each naming its class (about n samples)."""
+    meta = teacher.meta["conditioning"]
+    names = meta["class_names"]
+    prompts = [(p, c) for c, name in enumerate(names) for p in meta["held_out_prompts"][name]]
+    repeats = max(1, n // len(prompts))
+    text = [p for p, _ in prompts for _ in range(repeats)]
+    labels = torch.tensor([c for _, c in prompts for _ in range(repeats)])
+    cond = condition_for(meta, prompts=text)
+    summary = {"s": PARAPHRASE_S, "prompts": len(prompts), "samples": len(text), "examples": [p for p, _ in prompts[:: len(prompts) // len(names)]]}
+    result = {}
+    for name, ckpt in zip(MODELS, (teacher, student)):
+        images = timed_sample(ckpt.model, ckpt.noise_schedule, cond, PARAPHRASE_S, steps, sampler, seed).images
+        summary[f"{name}_accuracy"] = accuracy(classifier, images, labels)
+        result[name] = images[::repeats]  # one image per prompt, for the grid
+    result["prompts"] = [p for p, _ in prompts]
+    result["summary"] = summary
+    return result
 
 
 def yes(flag: bool) -> str:
@@ -111,6 +139,21 @@ def markdown(report: dict) -> str:
             f"| {t['samples_per_s']:.0f} / {s['samples_per_s']:.0f} | {r['throughput_ratio']:.2f} "
             f"| {yes(r['student_matches']['fd'])}, {yes(r['student_matches']['accuracy'])} |"
         )
+    h = report.get("held_out_paraphrases")
+    if h:
+        lines += [
+            "",
+            f"## Held-out paraphrases (s = {h['s']:g})",
+            "",
+            f"{h['prompts']} prompts never used in training (new templates and new words, e.g. "
+            + ", ".join(f"\"{p}\"" for p in h["examples"][:3]) + f"), {h['samples']} samples per model, "
+            "classified against the class each prompt names:",
+            "",
+            "| model | accuracy |",
+            "| --- | --- |",
+            f"| teacher | {100 * h['teacher_accuracy']:.1f}% |",
+            f"| student | {100 * h['student_accuracy']:.1f}% |",
+        ]
     if "speed" in report:
         v = report["speed"]
         lines += [
@@ -133,11 +176,16 @@ def markdown(report: dict) -> str:
 def write_report(report: dict, out: Path, class_names) -> None:
     """Write report.json, report.md, the plots and samples.png; the report itself is left as it was."""
     out.mkdir(parents=True, exist_ok=True)
-    grids = report["grids"]
-    report = {k: v for k, v in report.items() if k != "grids"}
+    grids, paraphrases = report["grids"], report.get("paraphrase_grids")
+    report = {k: v for k, v in report.items() if k not in ("grids", "paraphrase_grids")}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(markdown(report))
     plot_report(report, out)
     rows = [f"s={r['s']:g}" + ("*" if r["extrapolated"] else "") for r in report["rows"]]
     panels = {"teacher: CFG": grids["teacher"], "student: 1 pass (* extrapolated s)": grids["student"]}
     save_image(labelled_panels(panels, rows, class_names), out / "samples.png")
+    if paraphrases:
+        per_row = len(paraphrases["prompts"]) // len(class_names)
+        shape = lambda images: images.reshape(len(class_names), per_row, *images.shape[1:]).transpose(0, 1)
+        panels = {f"{name}, s={PARAPHRASE_S:g}": shape(paraphrases[name]) for name in MODELS}
+        save_image(labelled_panels(panels, [f"paraphrase {i + 1}" for i in range(per_row)], class_names), out / "held_out_prompts.png")
