@@ -6,13 +6,14 @@ from cfgdistill.models import Denoiser
 
 
 def tiny_denoiser(seed: int = 0, **overrides) -> Denoiser:
-    """A ~30k-parameter network; its label table is widened so that cond and uncond clearly differ."""
+    """A ~30k-parameter network; its condition embedding is widened so that cond and uncond clearly differ."""
     torch.manual_seed(seed)
     config = dict(sample_size=8, in_channels=1, num_classes=10, block_out_channels=(8, 16), attention=False)
     config.update(overrides)
     model = Denoiser(**config)
     with torch.no_grad():
-        model.label_embedding.weight.normal_(std=1.0)
+        embedding = model.text_in[-1].weight if model.config.text_dim else model.label_embedding.weight
+        embedding.normal_(std=1.0)
     return model.eval()
 
 

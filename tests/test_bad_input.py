@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from diffusers import UNet2DModel
+from PIL import Image
 
 from cfgdistill.cli import main
 
@@ -52,6 +53,13 @@ def prepared(tmp_path_factory):
     state = shutil.copytree(step, root / "damaged_state") / "state.safetensors"
     state.write_bytes(state.read_bytes()[:100])
     (root / "file").write_text("a file, not a folder\n")
+    for name in ("emptyimage", "brokenimage"):
+        for label in "ab":
+            (root / name / label).mkdir(parents=True)
+            for i in range(5):
+                Image.new("L", (8, 8), 30 * i).save(root / name / label / f"{i}.png")
+    (root / "emptyimage" / "b" / "4.png").write_bytes(b"")
+    (root / "brokenimage" / "a" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
     return root
 
 

@@ -71,3 +71,18 @@ def test_a_non_empty_output_folder_is_not_overwritten(tmp_path, teacher, schedul
     assert (teacher_dir / "cfgdistill.json").read_text() == before
     checkpoint.save(teacher_dir, overwrite=True)
     assert not list(tmp_path.glob(".*"))  # no temporary folders left behind
+
+
+def test_loading_never_unpickles(tmp_path, teacher, schedule, digits, monkeypatch):
+    """A checkpoint that offers a pickled .bin instead of safetensors is refused, and torch.load is never called."""
+    path = Checkpoint.create(teacher, schedule, kind="teacher", dataset=digits, training={}).save(tmp_path / "t")
+    weights = path / "denoiser" / "diffusion_pytorch_model.safetensors"
+    torch.save(teacher.state_dict(), weights.with_suffix(".bin"))
+    weights.unlink()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("torch.load was called on a checkpoint")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    with pytest.raises(UserError, match="cannot load the network"):
+        load_checkpoint(path)

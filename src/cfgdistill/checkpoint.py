@@ -120,7 +120,7 @@ def load_checkpoint(path) -> Checkpoint:
     if meta.get("kind") not in KINDS:
         raise UserError(f"{meta_path}: kind must be one of {', '.join(KINDS)}, got {meta.get('kind')!r}")
     try:
-        model = Denoiser.from_pretrained(path / "denoiser").eval()
+        model = Denoiser.from_pretrained(path / "denoiser", use_safetensors=True).eval()  # never a pickled .bin
         noise_schedule = DDPMScheduler.from_pretrained(path / "scheduler")
     except Exception as error:  # diffusers raises many types for missing or damaged files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

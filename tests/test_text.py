@@ -1,0 +1,119 @@
+"""Text conditioning: captions, the offline MiniLM encoder and its cache, negative prompts, a text train → distill → sample run."""
+
+import json
+
+import pytest
+import torch
+
+from cfgdistill.checkpoint import load_checkpoint
+from cfgdistill.cli import main
+from cfgdistill.conditioning import ENCODER, NULL_PROMPT, TEXT_DIM, TextConditioning, captions, prompt_encoder
+from cfgdistill.data import FASHION_CLASSES
+from cfgdistill.guidance import cfg, cfg_prediction
+
+from conftest import tiny_denoiser
+
+
+def test_captions_keep_paraphrases_out_of_training():
+    train, held_out = captions("fashion-mnist", FASHION_CLASSES)
+    assert set(train) == set(held_out) == set(FASHION_CLASSES)
+    seen = {p for prompts in train.values() for p in prompts}
+    unseen = [p for prompts in held_out.values() for p in prompts]
+    assert not seen & set(unseen) and len(unseen) == len(set(unseen))
+    assert "a photo of a sneaker" in train["Sneaker"] and "a photo of an athletic shoe" in held_out["Sneaker"]
+    assert len({len(v) for v in held_out.values()}) == 1  # the same number per class, for the grid
+    folder_train, _ = captions("/some/folder", ["red_car", "tree"])
+    assert "a photo of red car" in folder_train["red_car"]
+
+
+def test_each_distinct_prompt_is_encoded_once():
+    encode = prompt_encoder()
+    assert prompt_encoder() is encode  # one encoder per process
+    before = encode.encoded
+    first = encode(["a knitted scarf", "a knitted scarf", "a felt hat"])
+    assert encode.encoded == before + 2
+    again = encode(["a felt hat", "a knitted scarf"])
+    assert encode.encoded == before + 2
+    assert torch.equal(again[1], first[0]) and first.shape == (3, TEXT_DIM)
+    similar = torch.cosine_similarity(*encode(["a sneaker", "a running shoe"]), dim=0)
+    different = torch.cosine_similarity(*encode(["a sneaker", "a dress"]), dim=0)
+    assert similar > different
+
+
+def test_training_draws_reuse_the_encoded_table():
+    names = ["Sneaker", "Dress"]
+    conditioning = TextConditioning(*captions("fashion-mnist", names), names, p_uncond=0.5)
+    encoded = prompt_encoder().encoded
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([0, 1] * 500)
+    cond = conditioning.draw(labels, g)
+    assert prompt_encoder().encoded == encoded  # drawing never calls the encoder
+    null = (cond == conditioning.null).all(1)
+    assert 0.45 < null.float().mean() < 0.55
+    rows = {tuple(r.tolist()) for r in conditioning.table[: conditioning.counts[0]]}
+    assert all(tuple(c.tolist()) in rows for c in cond[(labels == 0) & ~null])  # a sneaker gets sneaker prompts
+    assert torch.equal(conditioning.null, prompt_encoder()([NULL_PROMPT])[0])
+
+
+def test_negative_prompt_algebra_against_separate_passes():
+    model = tiny_denoiser(text_dim=TEXT_DIM)
+    with torch.no_grad():
+        model.null_text.normal_()
+    g = torch.Generator().manual_seed(0)
+    x_t, t = torch.randn(4, 1, 8, 8, generator=g), torch.tensor([10, 200, 500, 900])
+    pos, neg = torch.randn(4, TEXT_DIM, generator=g), torch.randn(4, TEXT_DIM, generator=g)
+    with torch.no_grad():
+        p_pos, p_neg, p_null = model(x_t, t, pos), model(x_t, t, neg), model(x_t, t, None)
+        for s in (0.0, 1.0, 2.5):
+            guided = cfg_prediction(model, x_t, t, pos, s, negative=neg)
+            assert torch.allclose(guided, p_neg + s * (p_pos - p_neg), atol=1e-5)
+        assert torch.allclose(cfg_prediction(model, x_t, t, pos, 3.0), cfg(p_null, p_pos, 3.0), atol=1e-5)
+        assert torch.allclose(p_null, model(x_t, t, model.null_text.expand(4, -1)))
+
+
+@pytest.fixture(scope="module")
+def text_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("text")
+    quiet = ["--quiet", "--validate-every", "2", "--batch-size", "16", "--block-out-channels", "8,16"]
+    assert main(["train", "--data", "digits", "--conditioning", "text", "--out", str(root / "teacher"), "--steps", "3", *quiet]) == 0
+    quiet = quiet[:-2]
+    assert main(["distill", "--teacher", str(root / "teacher"), "--out", str(root / "student"), "--steps", "3", *quiet]) == 0
+    return root
+
+
+def test_a_text_teacher_and_student_sample_from_prompts(text_runs, capsys, tmp_path):
+    meta = json.loads((text_runs / "teacher" / "cfgdistill.json").read_text())["conditioning"]
+    assert meta["type"] == "text" and meta["encoder"] == ENCODER and "the digit 3" in meta["training_prompts"]["3"]
+    for kind in ("teacher", "student"):
+        argv = ["sample", "--model", str(text_runs / kind), "--out", str(tmp_path / f"{kind}.png"), "--steps", "2",
+                "--prompt", "the digit 3", "--prompt", "a handwritten seven", "--n", "4", "--quiet",
+                "--out-array", str(tmp_path / f"{kind}.npy")]
+        assert main(argv) == 0, capsys.readouterr().err
+    code = main(["sample", "--model", str(text_runs / "teacher"), "--out", str(tmp_path / "n.png"), "--steps", "2",
+                 "--prompt", "the digit 3", "--negative-prompt", "the digit 8", "--quiet"])
+    assert code == 0
+    code = main(["sample", "--model", str(text_runs / "student"), "--out", str(tmp_path / "n.png"), "--steps", "2",
+                 "--prompt", "the digit 3", "--negative-prompt", "the digit 8", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "takes no negative condition" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_text_checkpoint_reloads_to_identical_output(text_runs):
+    checkpoint = load_checkpoint(text_runs / "student")
+    assert checkpoint.model.config.text_dim == TEXT_DIM
+    again = load_checkpoint(text_runs / "student")
+    x, cond = torch.randn(2, 1, 8, 8), prompt_encoder()(["the digit 1", "nine"])
+    with torch.no_grad():
+        assert torch.equal(checkpoint.model(x, torch.tensor([5, 600]), cond, s=2.0), again.model(x, torch.tensor([5, 600]), cond, s=2.0))
+    assert not torch.equal(checkpoint.model.null_text, torch.zeros(TEXT_DIM))  # the encoder's "", not a blank
+
+
+def test_evaluation_reports_held_out_paraphrases(text_runs):
+    from cfgdistill.evaluation.report import evaluate
+
+    teacher, student = load_checkpoint(text_runs / "teacher"), load_checkpoint(text_runs / "student")
+    report = evaluate(teacher, student, guidance=(1.0,), steps=2, n=20, progress=False)
+    h = report["held_out_paraphrases"]
+    assert h["prompts"] == 70 and h["s"] == 3.0
+    assert 0 <= h["teacher_accuracy"] <= 1 and 0 <= h["student_accuracy"] <= 1
+    assert report["paraphrase_grids"]["teacher"].shape == (70, 1, 8, 8)
