@@ -215,6 +215,13 @@ def check_same_run(meta: dict, recipe: dict, path):
             raise UserError(f"cannot resume {path}: it was written with {key} = {old}, this run has {new}")
 
 
+def non_finite(objective, step: int, run: RunOptions) -> UserError:
+    """The NaN/inf guard's message: the step, and which checkpoint is still good."""
+    last, _ = training_state.scan(run.out) if run.out is not None else ([], [])
+    kept = f"the last complete checkpoint, {last[-1]}, is intact" if last else "no checkpoint was written"
+    return UserError(f"{objective.name}: the loss is not finite at step {step}; stopped before the update; {kept}; try a lower --lr")
+
+
 def split_rows(batch: dict, parts: int, index: int) -> dict:
     return {k: v.chunk(parts)[index] if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -290,10 +297,7 @@ def _fit(accelerator, model, objective, data, config, run, identity):
                 with accelerator.accumulate(wrapped), accelerator.autocast():
                     loss = objective.loss(wrapped, rows)
                     if any_process(accelerator, not torch.isfinite(loss).item()):
-                        last, _ = training_state.scan(run.out) if run.out is not None else ([], [])
-                        kept = f"the last complete checkpoint, {last[-1]}, is intact" if last else "no checkpoint was written"
-                        raise UserError(f"{objective.name}: the loss is not finite at step {step}; "
-                                        f"stopped before the update; {kept}; try a lower --lr")
+                        raise non_finite(objective, step, run)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients:
                         accelerator.clip_grad_norm_(wrapped.parameters(), 1.0)
