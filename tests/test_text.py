@@ -50,10 +50,8 @@ def test_training_draws_reuse_the_encoded_table():
     assert prompt_encoder().encoded == encoded  # drawing never calls the encoder
     null = (cond == conditioning.null).all(1)
     assert 0.45 < null.float().mean() < 0.55
-    nearest = (cond[~null] @ conditioning.table.T).argmax(1)  # each jittered embedding stays nearest its prompt
-    assert torch.equal(nearest < conditioning.counts[0], labels[~null] == 0)  # a sneaker gets sneaker prompts
-    similarity = (cond[~null] * conditioning.table[nearest]).sum(1)
-    assert 0.8 < similarity.min() and similarity.max() < 1  # jittered, but close
+    rows = {tuple(r.tolist()) for r in conditioning.table[: conditioning.counts[0]]}
+    assert all(tuple(c.tolist()) in rows for c in cond[(labels == 0) & ~null])  # a sneaker gets sneaker prompts
     assert torch.equal(conditioning.null, prompt_encoder()([NULL_PROMPT])[0])
 
 
