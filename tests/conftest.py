@@ -12,7 +12,7 @@ def tiny_denoiser(seed: int = 0, **overrides) -> Denoiser:
     config.update(overrides)
     model = Denoiser(**config)
     with torch.no_grad():
-        embedding = model.text_in[-1].weight if model.config.text_dim else model.label_embedding.weight
+        embedding = model.text_in.weight if model.config.text_dim else model.label_embedding.weight
         embedding.normal_(std=1.0)
     return model.eval()
 

@@ -117,3 +117,10 @@ def test_evaluation_reports_held_out_paraphrases(text_runs):
     assert h["prompts"] == 70 and h["s"] == 3.0
     assert 0 <= h["teacher_accuracy"] <= 1 and 0 <= h["student_accuracy"] <= 1
     assert report["paraphrase_grids"]["teacher"].shape == (70, 1, 8, 8)
+    # 4 of each digit's 7 paraphrases use a word never trained on ("a handwritten seven"); the split adds up
+    assert h["new_word_prompts"] == 40 and len(h["per_prompt"]) == 70
+    assert "this is a handwritten seven" in h["per_prompt"] and "this is the digit 7" in h["per_prompt"]
+    for m in ("teacher", "student"):
+        overall = (30 * h[f"{m}_accuracy_known_words"] + 40 * h[f"{m}_accuracy_new_words"]) / 70
+        assert abs(overall - h[f"{m}_accuracy"]) < 1e-6
+        assert abs(sum(a[m] for a in h["per_prompt"].values()) / 70 - h[f"{m}_accuracy"]) < 1e-6

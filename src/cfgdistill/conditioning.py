@@ -116,8 +116,9 @@ class TextConditioning:
 
     kind = "text"
 
-    def __init__(self, train_prompts: dict, held_out_prompts: dict, class_names: list, p_uncond: float):
+    def __init__(self, train_prompts: dict, held_out_prompts: dict, class_names: list, p_uncond: float, new_words: dict | None = None):
         self.train_prompts, self.held_out_prompts, self.p_uncond = train_prompts, held_out_prompts, p_uncond
+        self.new_words = new_words or {}  # {class: words only the held-out prompts use}, to report them apart
         prompts = [p for name in class_names for p in train_prompts[name]]
         encode = prompt_encoder()
         self.table, self.null = encode(prompts), encode([NULL_PROMPT])[0]
@@ -136,7 +137,8 @@ class TextConditioning:
 
     def meta(self) -> dict:
         return {"type": "text", "encoder": ENCODER, "text_dim": TEXT_DIM, "null_prompt": NULL_PROMPT,
-                "training_prompts": self.train_prompts, "held_out_prompts": self.held_out_prompts}
+                "training_prompts": self.train_prompts, "held_out_prompts": self.held_out_prompts,
+                "held_out_new_words": self.new_words}
 
 
 def make_conditioning(kind: str, dataset: str, class_names: list, p_uncond: float, meta: dict | None = None):
@@ -146,8 +148,9 @@ def make_conditioning(kind: str, dataset: str, class_names: list, p_uncond: floa
     if kind == "class":
         return ClassConditioning(len(class_names), p_uncond)
     if meta is not None:
-        return TextConditioning(meta["training_prompts"], meta["held_out_prompts"], class_names, p_uncond)
-    return TextConditioning(*captions(dataset, class_names), class_names, p_uncond)
+        return TextConditioning(meta["training_prompts"], meta["held_out_prompts"], class_names, p_uncond, meta.get("held_out_new_words"))
+    new_words = {name: words for name, (_, words) in class_words(dataset, class_names).items()}
+    return TextConditioning(*captions(dataset, class_names), class_names, p_uncond, new_words)
 
 
 def default_kind(dataset: str) -> str:

@@ -29,8 +29,8 @@ class Denoiser(ModelMixin, ConfigMixin):
 
     The condition becomes one vector added to the timestep embedding: a class label through an
     embedding with a learned null row (DiT), or, with `text_dim`, a pooled prompt embedding through
-    Linear–SiLU–Linear (FLUX's `vector_in`); the empty prompt's embedding, kept as a buffer, is the
-    null condition. A student (`guidance_embedding=True`) also adds an embedding of s there, and
+    one Linear layer (FLUX's `vector_in` is an MLP; the linear map generalised better to unseen
+    wording in our measurements); the empty prompt's embedding, kept as a buffer, is the null condition. A student (`guidance_embedding=True`) also adds an embedding of s there, and
     `guidance_range` records the s range it was distilled on.
     """
 
@@ -64,7 +64,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         )
         dim = block_out_channels[0] * 4
         if text_dim:
-            self.text_in = nn.Sequential(nn.Linear(text_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+            self.text_in = nn.Linear(text_dim, dim)
             self.register_buffer("null_text", torch.zeros(text_dim))  # set from the encoder's "" at training
         else:
             self.label_embedding = nn.Embedding(num_classes + 1, dim)

@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from ..conditioning import condition_for
 from ..data import load_dataset
 from ..images import labelled_panels, save_image
-from .classifier import load_classifier
+from .classifier import load_classifier, predict
 from .compare import paired_error, timed_sample
 from .metrics import FrechetDistance, accuracy, embed, precision_recall, within_class_distance
 from .plots import plot_report
@@ -99,10 +99,19 @@ def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) 
     labels = torch.tensor([c for _, c in prompts for _ in range(repeats)])
     cond = condition_for(meta, prompts=text)
     summary = {"s": PARAPHRASE_S, "prompts": len(prompts), "samples": len(text), "examples": [p for p, _ in prompts[:: len(prompts) // len(names)]]}
-    result = {}
+    new_words = meta.get("held_out_new_words", {})
+    new = torch.tensor([any(p.endswith(w) for w in new_words.get(names[c], [])) for p, c in prompts]).repeat_interleave(repeats)
+    summary["new_word_prompts"] = int(new.sum()) // repeats
+    result, summary["per_prompt"] = {}, {p: {} for p, _ in prompts}
     for name, ckpt in zip(MODELS, (teacher, student)):
         images = timed_sample(ckpt.model, ckpt.noise_schedule, cond, PARAPHRASE_S, steps, sampler, seed).images
-        summary[f"{name}_accuracy"] = accuracy(classifier, images, labels)
+        hits = (predict(classifier, images) == labels).float()
+        summary[f"{name}_accuracy"] = hits.mean().item()
+        if new.any() and not new.all():  # known words in new templates, apart from words never trained on
+            summary[f"{name}_accuracy_known_words"] = hits[~new].mean().item()
+            summary[f"{name}_accuracy_new_words"] = hits[new].mean().item()
+        for (p, _), hit in zip(prompts, hits.view(len(prompts), repeats).mean(1).tolist()):
+            summary["per_prompt"][p][name] = hit
         result[name] = images[::repeats]  # one image per prompt, for the grid
     result["prompts"] = [p for p, _ in prompts]
     result["summary"] = summary
@@ -149,11 +158,19 @@ def markdown(report: dict) -> str:
             + ", ".join(f"\"{p}\"" for p in h["examples"][:3]) + f"), {h['samples']} samples per model, "
             "classified against the class each prompt names:",
             "",
-            "| model | accuracy |",
-            "| --- | --- |",
-            f"| teacher | {100 * h['teacher_accuracy']:.1f}% |",
-            f"| student | {100 * h['student_accuracy']:.1f}% |",
         ]
+        if "teacher_accuracy_new_words" in h:  # known words in new templates, apart from words never trained on
+            known = h["prompts"] - h["new_word_prompts"]
+            lines += [f"| model | all {h['prompts']} prompts | {known} with training words, new templates | {h['new_word_prompts']} with new words |",
+                      "| --- | --- | --- | --- |"]
+            lines += [f"| {m} | {100 * h[f'{m}_accuracy']:.1f}% | {100 * h[f'{m}_accuracy_known_words']:.1f}% "
+                      f"| {100 * h[f'{m}_accuracy_new_words']:.1f}% |" for m in MODELS]
+        else:
+            lines += ["| model | accuracy |", "| --- | --- |"] + [f"| {m} | {100 * h[f'{m}_accuracy']:.1f}% |" for m in MODELS]
+        if "per_prompt" in h:
+            hardest = sorted(h["per_prompt"].items(), key=lambda kv: kv[1]["teacher"])[:6]
+            lines += ["", "Hardest prompts (teacher / student): " + "; ".join(
+                f"\"{p}\" {100 * a['teacher']:.0f}% / {100 * a['student']:.0f}%" for p, a in hardest) + ". Every prompt's figure is in report.json."]
     if "speed" in report:
         v = report["speed"]
         lines += [
