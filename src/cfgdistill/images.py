@@ -30,6 +30,7 @@ def labelled_panels(panels: dict, row_labels: list, col_labels: list, cell: int 
     """Side-by-side panels (title -> rows×cols×C×H×W tensor) with row and column captions."""
     font = ImageFont.load_default()
     margin, gap, head, pad = 60, 24, 36, 2
+    cell = max([cell] + [math.ceil(font.getlength(str(name))) + 6 for name in col_labels])  # long class names stay apart
     grids = {title: tile(x.flatten(0, 1), x.shape[1], cell, pad) for title, x in panels.items()}
     width = margin + sum(g.width for g in grids.values()) + gap * (len(grids) - 1)
     height = head + max(g.height for g in grids.values())
@@ -40,7 +41,8 @@ def labelled_panels(panels: dict, row_labels: list, col_labels: list, cell: int 
         canvas.paste(grid, (x, head))
         draw.text((x, 2), title, fill=0, font=font)
         for j, name in enumerate(col_labels):
-            draw.text((x + pad + j * (cell + pad) + cell // 3, head - 14), str(name), fill=0, font=font)
+            centred = (cell - font.getlength(str(name))) / 2
+            draw.text((x + pad + j * (cell + pad) + centred, head - 14), str(name), fill=0, font=font)
         x += grid.width + gap
     for i, name in enumerate(row_labels):
         draw.text((4, head + pad + i * (cell + pad) + cell // 3), str(name), fill=0, font=font)
