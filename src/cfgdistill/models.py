@@ -30,7 +30,8 @@ class Denoiser(ModelMixin, ConfigMixin):
     The condition becomes one vector added to the timestep embedding: a class label through an
     embedding with a learned null row (DiT), or, with `text_dim`, a pooled prompt embedding through
     one Linear layer (FLUX's `vector_in` is an MLP; the linear map generalised better to unseen
-    wording in our measurements); the empty prompt's embedding, kept as a buffer, is the null condition. A student (`guidance_embedding=True`) also adds an embedding of s there, and
+    wording in our measurements); the empty prompt's embedding, kept as a buffer, is the null
+    condition. A student (`guidance_embedding=True`) also adds an embedding of s there, and
     `guidance_range` records the s range it was distilled on.
     """
 
