@@ -13,7 +13,7 @@ SAMPLER_NAMES = ("ddim", "dpm++", "euler")
 PRESETS = {
     "fashion-cpu": {  # a text-conditioned Fashion-MNIST teacher and student within an hour on 2 CPU cores
         "train": {"data": "fashion-mnist", "steps": 4000, "batch_size": 48, "block_out_channels": [16, 32, 64]},
-        "distill": {"steps": 800, "batch_size": 48},
+        "distill": {"steps": 800, "batch_size": 48, "guidance_min": 0.0},  # s = 1 inside the range: see README
     },
 }
 
@@ -120,7 +120,7 @@ def build_parser(preset: str | None = None) -> Parser:
     distill.add_argument("--data", help="training images (default: the teacher's dataset)")
     distill.add_argument("--out", required=True, type=Path, help="run folder: the student, checkpoints/ and logs/")
     add_loop_flags(distill, steps=1500)
-    distill.add_argument("--guidance-min", type=finite_float, default=0.0, help="smallest s drawn in training")
+    distill.add_argument("--guidance-min", type=finite_float, default=1.0, help="smallest s drawn in training")
     distill.add_argument("--guidance-max", type=finite_float, default=6.0, help="largest s drawn in training")
 
     for name, sub in (("train", train), ("distill", distill)):

@@ -20,7 +20,7 @@ from .models import make_student
 class DistillConfig(LoopConfig):
     steps: int = 1500
     warmup_steps: int = 50
-    guidance_min: float = 0.0  # from unconditional: s = 1 at the edge of the range came out too strong
+    guidance_min: float = 1.0
     guidance_max: float = 6.0
 
     def validate(self):
