@@ -62,6 +62,18 @@ def test_damaged_weights_are_a_clear_error(tmp_path, teacher, schedule, digits):
         load_checkpoint(teacher_dir)
 
 
+def test_weights_of_another_layout_are_refused_not_left_random(tmp_path, teacher, schedule, digits):
+    from safetensors.torch import load_file, save_file
+
+    _, teacher_dir, _ = save_both(tmp_path, teacher, schedule, digits)
+    weights = teacher_dir / "denoiser" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    tensors["label_embedding.0.weight"] = tensors.pop("label_embedding.weight")  # as an older network would name it
+    save_file(tensors, weights)
+    with pytest.raises(UserError, match=r"do not fit this version's network \(label_embedding.0.weight, label_embedding.weight\)"):
+        load_checkpoint(teacher_dir)
+
+
 def test_a_non_empty_output_folder_is_not_overwritten(tmp_path, teacher, schedule, digits):
     _, teacher_dir, _ = save_both(tmp_path, teacher, schedule, digits)
     before = (teacher_dir / "cfgdistill.json").read_text()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffusers import DDPMScheduler
+from diffusers.utils import logging as diffusers_logging
 
 from .errors import UserError
 from .models import Denoiser
@@ -119,12 +120,21 @@ def load_checkpoint(path) -> Checkpoint:
         raise UserError(f"{path} has checkpoint format version {meta.get('version')}; this cfgdistill reads {FORMAT_VERSION}")
     if meta.get("kind") not in KINDS:
         raise UserError(f"{meta_path}: kind must be one of {', '.join(KINDS)}, got {meta.get('kind')!r}")
+    verbosity = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()  # misfitting weights are refused below in one line, not warned about
     try:
-        model = Denoiser.from_pretrained(path / "denoiser", use_safetensors=True).eval()  # never a pickled .bin
+        model, info = Denoiser.from_pretrained(path / "denoiser", use_safetensors=True, output_loading_info=True)  # never a pickled .bin
         noise_schedule = DDPMScheduler.from_pretrained(path / "scheduler")
     except Exception as error:  # diffusers raises many types for missing or damaged files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot load the network in {path}: {first_line}") from None
+    finally:
+        diffusers_logging.set_verbosity(verbosity)
+    misfits = sorted(set(info["missing_keys"]) | set(info["unexpected_keys"]) | {str(m[0]) for m in info["mismatched_keys"]})
+    if misfits:  # diffusers would leave these weights random (or on the meta device) and only warn
+        raise UserError(f"the weights in {path} do not fit this version's network ({', '.join(misfits[:4])}); "
+                        "it was written by another cfgdistill version: retrain it")
+    model.eval()
     if model.config.guidance_embedding != (meta["kind"] == "student"):
         raise UserError(f"{path}: the network does not match its kind {meta['kind']!r}")
     if noise_schedule.config.prediction_type != meta.get("prediction_type"):
