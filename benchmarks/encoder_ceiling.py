@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from sklearn.linear_model import LogisticRegression
 
-from cfgdistill.conditioning import captions, class_words, prompt_encoder
+from cfgdistill.conditioning import captions, class_words, prompt_encoder, uses_new_word
 from cfgdistill.data import DATASETS, FASHION_CLASSES
 
 
@@ -37,7 +37,7 @@ def ceiling(data: str) -> dict:
     nearest = y_train[(x_test @ x_train.T).argmax(1)]
     probe = LogisticRegression(max_iter=2000).fit(x_train.numpy(), y_train.numpy())
     probed = torch.from_numpy(probe.predict(x_test.numpy()))
-    new = torch.tensor([any(p.endswith(w) for w in new_words[names[c]]) for p, c in prompts])
+    new = uses_new_word(prompts, names, new_words)
     result = {"data": data, "prompts": len(prompts), "new_word_prompts": int(new.sum())}
     for name, guess in (("nearest_caption", nearest), ("linear_probe", probed)):
         right = (guess == y_test).float()

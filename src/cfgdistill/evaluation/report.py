@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..conditioning import condition_for
+from ..conditioning import condition_for, uses_new_word
 from ..data import load_dataset
 from ..images import labelled_panels, save_image
 from .classifier import load_classifier, predict
@@ -100,7 +100,7 @@ def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) 
     cond = condition_for(meta, prompts=text)
     summary = {"s": PARAPHRASE_S, "prompts": len(prompts), "samples": len(text), "examples": [p for p, _ in prompts[:: len(prompts) // len(names)]]}
     new_words = meta.get("held_out_new_words", {})
-    new = torch.tensor([any(p.endswith(w) for w in new_words.get(names[c], [])) for p, c in prompts]).repeat_interleave(repeats)
+    new = uses_new_word(prompts, names, new_words).repeat_interleave(repeats)
     summary["new_word_prompts"] = int(new.sum()) // repeats
     result, summary["per_prompt"] = {}, {p: {} for p, _ in prompts}
     for name, ckpt in zip(MODELS, (teacher, student)):
