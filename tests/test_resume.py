@@ -34,9 +34,17 @@ def teacher_run(data, out, **run):
     return train_teacher(config, data, RunOptions(out=out, validate_every=0, progress=False, cpu=True, **run)).model
 
 
-def student_run(data, out, **run):
+def student_run(data, out, **paths):
+    run = {k: v for k, v in paths.items() if not k.startswith("trajectory")}
+    paths = {k: v for k, v in paths.items() if k.startswith("trajectory")}
     teacher = Checkpoint.create(tiny_denoiser(), make_noise_schedule("v_prediction"), kind="teacher", dataset=data, training={})
-    return distill(teacher, DistillConfig(**TINY), data, RunOptions(out=out, validate_every=0, progress=False, cpu=True, **run)).model
+    config = DistillConfig(**TINY, **paths)
+    return distill(teacher, config, data, RunOptions(out=out, validate_every=0, progress=False, cpu=True, **run)).model
+
+
+def paths_student_run(data, out, **run):
+    """Distillation with half of each batch on the teacher's guided paths: their state must survive the resume too."""
+    return student_run(data, out, trajectory_fraction=0.5, trajectory_steps=4, **run)
 
 
 def hook_step(monkeypatch, step, action):
@@ -54,7 +62,7 @@ def same_weights(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-@pytest.mark.parametrize("run_fn", [teacher_run, student_run], ids=["teacher", "distillation"])
+@pytest.mark.parametrize("run_fn", [teacher_run, student_run, paths_student_run], ids=["teacher", "distillation", "distillation-paths"])
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_saves_and_resume_latest_is_bitwise_identical(run_fn, signum, data, tmp_path, monkeypatch):
     uninterrupted = run_fn(data, tmp_path / "a", checkpoint_every=2)

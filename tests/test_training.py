@@ -3,12 +3,13 @@ import torch
 
 from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import load_dataset, split, load_digits
-from cfgdistill.diffusion import make_noise_schedule, noisy_batch, target
-from cfgdistill.distill import DistillConfig, distill
+from cfgdistill.diffusion import ddim_step, make_noise_schedule, noisy_batch, target
+from cfgdistill.distill import DistillConfig, TeacherTrajectories, distill
 from cfgdistill.errors import UserError
 from cfgdistill.guidance import cfg_prediction
 from cfgdistill.loop import RunOptions, global_batch
 from cfgdistill.models import make_student
+from cfgdistill.sampling import denoise, guided_denoiser, make_sampler
 from cfgdistill.conditioning import ClassConditioning
 from cfgdistill.train import TrainConfig, train_teacher
 
@@ -80,6 +81,44 @@ def test_distillation_shrinks_the_student_teacher_gap():
     after = gap(student.model, teacher.model, schedule, data)
     assert student.kind == "student"
     assert after < 0.5 * before, (before, after)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_teacher_paths_are_the_ddim_sampler_states(prediction):
+    """Rows on the teacher's paths, stepped once per draw, visit exactly the states of guided DDIM sampling."""
+    schedule, steps, s = make_noise_schedule(prediction), 5, 3.0
+    teacher = tiny_denoiser()
+    config = DistillConfig(guidance_min=s, guidance_max=s, trajectory_fraction=1.0, trajectory_steps=steps)
+    paths = TeacherTrajectories(teacher, schedule, ClassConditioning(10, p_uncond=0.0), config)
+    generator = torch.Generator().manual_seed(0)
+    paths.state = paths.fresh(4, (1, 8, 8), generator)  # every path at its first step
+    x_T, labels = paths.state["x_t"].clone(), paths.state["cond"].clone()
+    rows = [paths.draw(4, (1, 8, 8), generator) for _ in range(steps)]
+
+    sampler, reference = make_sampler("ddim", schedule), []
+    denoise(guided_denoiser(teacher, s), sampler, x_T, labels, steps=steps, callback=lambda i, t, x: reference.append(x))
+    assert torch.equal(rows[0]["x_t"], x_T)
+    for k in range(steps):
+        assert torch.equal(rows[k]["t"], sampler.timesteps[k].long().expand(4))
+        assert torch.equal(rows[k]["cond"], labels)
+        with torch.no_grad():
+            assert torch.allclose(rows[k]["target"], cfg_prediction(teacher, rows[k]["x_t"], rows[k]["t"], labels, s), atol=1e-6)
+    for k in range(1, steps):
+        assert torch.allclose(rows[k]["x_t"], reference[k - 1], atol=1e-5)
+    last = ddim_step(schedule, rows[-1]["target"], rows[-1]["x_t"], paths.alpha_bar[steps - 1].expand(4), paths.alpha_bar[steps].expand(4))
+    assert torch.allclose(last, reference[-1], atol=1e-5)
+    assert torch.equal(paths.state["k"], torch.zeros(4, dtype=torch.long))  # finished paths start again from noise
+    assert not torch.allclose(paths.state["x_t"], x_T)
+
+
+def test_distillation_on_teacher_paths_shrinks_the_gap():
+    data = load_dataset("digits", "train")
+    schedule = make_noise_schedule()
+    teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
+    before = gap(make_student(teacher.model, (1, 6)), teacher.model, schedule, data)
+    config = DistillConfig(steps=80, lr=2e-3, ema_decay=0.9, trajectory_fraction=0.5, trajectory_steps=10)
+    student = distill(teacher, config, data, run=RunOptions(progress=False))
+    assert gap(student.model, teacher.model, schedule, data) < 0.5 * before
 
 
 def test_distilling_a_student_is_refused():

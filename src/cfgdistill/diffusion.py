@@ -45,3 +45,15 @@ def noisy_batch(schedule: DDPMScheduler, x_0: torch.Tensor, generator: torch.Gen
     t = draw_t(schedule, x_0.shape[0], generator)
     eps = torch.randn(x_0.shape, generator=generator)
     return add_noise(schedule, x_0, eps, t), t, eps
+
+
+def ddim_step(schedule: DDPMScheduler, pred, x_t, alpha_bar_t, alpha_bar_prev):
+    """One deterministic DDIM step (eta = 0) per row, each row with its own alpha_bar: x_t -> x_prev."""
+    a, a_prev = (v.reshape(-1, *([1] * (x_t.ndim - 1))) for v in (alpha_bar_t, alpha_bar_prev))
+    if schedule.config.prediction_type == "epsilon":
+        eps = pred
+        x_0 = (x_t - (1 - a).sqrt() * eps) / a.sqrt()
+    else:
+        x_0 = a.sqrt() * x_t - (1 - a).sqrt() * pred
+        eps = (1 - a).sqrt() * x_t + a.sqrt() * pred
+    return a_prev.sqrt() * x_0 + (1 - a_prev).sqrt() * eps

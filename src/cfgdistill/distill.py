@@ -9,11 +9,12 @@ import torch.nn.functional as F
 from .checkpoint import Checkpoint
 from .conditioning import make_conditioning
 from .data import ImageDataset, load_dataset
-from .diffusion import noisy_batch
+from .diffusion import ddim_step, noisy_batch
 from .errors import UserError
 from .guidance import cfg_prediction
-from .loop import LoopConfig, Objective, RunOptions, fit
+from .loop import LoopConfig, Objective, RunOptions, fit, positive
 from .models import make_student
+from .sampling import make_sampler
 
 
 @dataclass
@@ -22,6 +23,8 @@ class DistillConfig(LoopConfig):
     warmup_steps: int = 50
     guidance_min: float = 1.0
     guidance_max: float = 6.0
+    trajectory_fraction: float = 0.0  # share of each batch taken from the teacher's own guided DDIM paths
+    trajectory_steps: int = 20
 
     def validate(self):
         super().validate()
@@ -31,16 +34,84 @@ class DistillConfig(LoopConfig):
                 raise UserError(f"{name.replace('_', '-')} must be a finite number, got {value}")
         if self.guidance_min > self.guidance_max:
             raise UserError(f"guidance-min ({self.guidance_min}) must not exceed guidance-max ({self.guidance_max})")
+        if not 0 <= self.trajectory_fraction <= 1:
+            raise UserError(f"trajectory-fraction must be in [0, 1], got {self.trajectory_fraction}")
+        positive(trajectory_steps=self.trajectory_steps)
+
+
+class TeacherTrajectories:
+    """Rows on the teacher's guided DDIM paths, each advanced one sampler step per training step.
+
+    Noised data q(x_t | x_0) misses the states that guided sampling visits at high s; a student trained
+    only there drifts off them. Advancing a row needs the teacher's CFG output at it, which is that row's
+    distillation target anyway, so the paths cost no extra teacher passes.
+    """
+
+    def __init__(self, teacher, noise_schedule, conditioning, config: DistillConfig):
+        self.teacher, self.conditioning, self.config, self.schedule = teacher, conditioning, config, noise_schedule
+        sampler = make_sampler("ddim", noise_schedule)
+        sampler.set_timesteps(config.trajectory_steps)
+        self.timesteps = sampler.timesteps.long()  # descending, as sampling runs them
+        alpha_bar = noise_schedule.alphas_cumprod
+        self.alpha_bar = torch.cat([alpha_bar[self.timesteps], torch.tensor([float(sampler.final_alpha_cumprod)])])
+        self.state = None  # {"x_t", "k" (index into timesteps), "cond", "s"}
+
+    def fresh(self, n: int, image_shape: tuple, generator: torch.Generator) -> dict:
+        """New paths from pure noise, with a random class (or null) condition and s ~ U[s_min, s_max]."""
+        labels = torch.randint(0, self.teacher.config.num_classes, (n,), generator=generator)
+        s_min, s_max = self.config.guidance_min, self.config.guidance_max
+        return {"x_t": torch.randn((n, *image_shape), generator=generator), "k": torch.zeros(n, dtype=torch.long),
+                "cond": self.conditioning.draw(labels, generator), "s": s_min + (s_max - s_min) * torch.rand(n, generator=generator)}
+
+    @torch.no_grad()
+    def guided(self) -> torch.Tensor:
+        """The teacher's CFG output at every row, computed where the teacher lives."""
+        device = next(self.teacher.parameters()).device
+        x_t, k, cond, s = (self.state[key].to(device) for key in ("x_t", "k", "cond", "s"))
+        return cfg_prediction(self.teacher, x_t, self.timesteps.to(device)[k], cond, s).float().cpu()
+
+    def advance(self, pred: torch.Tensor, moving: torch.Tensor, generator: torch.Generator):
+        """One DDIM step for the `moving` rows; a path that reached t = 0 starts again from noise."""
+        state, k = self.state, self.state["k"]
+        stepped = ddim_step(self.schedule, pred, state["x_t"], self.alpha_bar[k], self.alpha_bar[k + 1])
+        state["x_t"] = torch.where(moving.view(-1, *[1] * (pred.ndim - 1)), stepped, state["x_t"])
+        state["k"] = k + moving.long()
+        done = state["k"] == len(self.timesteps)
+        if done.any():
+            new = self.fresh(int(done.sum()), pred.shape[1:], generator)
+            for key, value in new.items():
+                state[key][done] = value
+
+    def start(self, n: int, image_shape: tuple, generator: torch.Generator):
+        """n paths at staggered steps, so one batch does not hold a single t."""
+        self.state = self.fresh(n, image_shape, generator)
+        stop = torch.randint(0, len(self.timesteps), (n,), generator=generator)
+        for _ in range(int(stop.max())):
+            self.advance(self.guided(), self.state["k"] < stop, generator)
+
+    def draw(self, n: int, image_shape: tuple, generator: torch.Generator) -> dict:
+        """n rows with their targets (the same n every step); the paths then move one step on."""
+        if self.state is None:
+            self.start(n, image_shape, generator)
+        target = self.guided()
+        rows = {"x_t": self.state["x_t"].clone(), "t": self.timesteps[self.state["k"]], "cond": self.state["cond"].clone(),
+                "s": self.state["s"].clone(), "target": target}
+        self.advance(target, torch.ones(n, dtype=torch.bool), generator)
+        return rows
 
 
 class DistillObjective(Objective):
-    """Student(x_t, t, c, s) against the teacher's batched CFG output at the same x_t, t, c and s ~ U[s_min, s_max]."""
+    """Student(x_t, t, c, s) against the teacher's batched CFG output at the same x_t, t, c and s ~ U[s_min, s_max].
+
+    x_t is noised data, and with `trajectory_fraction` > 0 partly the teacher's own guided sampling states.
+    """
 
     name = "student"
 
     def __init__(self, teacher, noise_schedule, conditioning, config: DistillConfig):
         super().__init__(noise_schedule, conditioning, teacher.config.num_classes)
         self.teacher, self.config = teacher, config
+        self.trajectories = TeacherTrajectories(teacher, noise_schedule, conditioning, config)
 
     def to(self, device):
         self.teacher.to(device)
@@ -50,12 +121,27 @@ class DistillObjective(Objective):
         cond = self.conditioning.draw(labels, generator)
         s_min, s_max = self.config.guidance_min, self.config.guidance_max
         s = s_min + (s_max - s_min) * torch.rand(x_0.shape[0], generator=generator)
-        return {"x_t": x_t, "t": t, "cond": cond, "s": s}
+        rows = {"x_t": x_t, "t": t, "cond": cond, "s": s, "target": torch.full_like(x_t, float("nan"))}
+        n = round(self.config.trajectory_fraction * x_0.shape[0])
+        if n == 0:
+            return rows
+        paths, keep = self.trajectories.draw(n, x_0.shape[1:], generator), x_0.shape[0] - n
+        return {key: torch.cat([value[:keep], paths[key].to(value.dtype)]) for key, value in rows.items()}
 
     def loss(self, student, rows: dict) -> torch.Tensor:
-        with torch.no_grad():
-            target = cfg_prediction(self.teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
+        target = rows["target"]
+        missing = target.flatten(1).isnan().any(1)  # noised-data rows: their teacher pass happens here, on this process
+        if missing.any():
+            with torch.no_grad():
+                guided = cfg_prediction(self.teacher, *(rows[key][missing] for key in ("x_t", "t", "cond", "s")))
+            target = target.masked_scatter(missing.view(-1, *[1] * (target.ndim - 1)), guided.to(target.dtype))
         return F.mse_loss(student(rows["x_t"], rows["t"], rows["cond"], rows["s"]).float(), target.float())
+
+    def state_dict(self) -> dict:
+        return dict(self.trajectories.state or {})
+
+    def load_state_dict(self, state: dict):
+        self.trajectories.state = dict(state) if state else None
 
 
 def fingerprint(model) -> str:

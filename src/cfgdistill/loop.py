@@ -90,6 +90,13 @@ class Objective:
     def draw(self, x_0, labels, generator) -> dict:
         raise NotImplementedError
 
+    def state_dict(self) -> dict:
+        """Tensors the objective carries from step to step (none, unless it keeps paths); saved with checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict):
+        pass
+
     def loss(self, model, rows: dict) -> torch.Tensor:
         raise NotImplementedError
 
@@ -266,7 +273,7 @@ def _fit(accelerator, model, objective, data, config, run, identity):
         if meta.get("kind") != objective.name:
             raise UserError(f"cannot resume {resume_from}: it holds a {meta.get('kind')} run, this run trains a {objective.name}")
         check_same_run(meta, recipe, resume_from)
-        training_state.restore(tensors, meta, model, ema, optimizer, lr_schedule, resume_from)
+        training_state.restore(tensors, meta, model, ema, optimizer, lr_schedule, resume_from, objective)
         ema.to(accelerator.device)
         start = meta["step"]
         log(f"resumed from {resume_from} at step {start}")
@@ -276,7 +283,7 @@ def _fit(accelerator, model, objective, data, config, run, identity):
     def save(step):
         path = None
         if accelerator.is_main_process:
-            tensors, meta = training_state.capture(model, ema, optimizer, lr_schedule)
+            tensors, meta = training_state.capture(model, ema, optimizer, lr_schedule, objective)
             meta.update(recipe=recipe, kind=objective.name)
             path = training_state.save_state(run.out, step, tensors, meta, run.checkpoints_total_limit)
         accelerator.wait_for_everyone()

@@ -89,9 +89,10 @@ def load_state(path) -> tuple:
     return tensors, meta
 
 
-def capture(model, ema, optimizer, lr_schedule) -> tuple:
+def capture(model, ema, optimizer, lr_schedule, objective) -> tuple:
     """Everything a bitwise-identical continuation needs, as (tensors, JSON-able meta)."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"objective.{k}": v.contiguous() for k, v in objective.state_dict().items()})
     ema_meta = ema.state_dict()
     tensors.update({f"ema.{i}": p for i, p in enumerate(ema_meta.pop("shadow_params"))})
     optimizer_state = optimizer.state_dict()
@@ -114,7 +115,7 @@ def capture(model, ema, optimizer, lr_schedule) -> tuple:
     return tensors, meta
 
 
-def restore(tensors: dict, meta: dict, model, ema, optimizer, lr_schedule, path):
+def restore(tensors: dict, meta: dict, model, ema, optimizer, lr_schedule, path, objective):
     """The inverse of capture(); a network of another shape is refused with the checkpoint's path."""
     part = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:
@@ -129,6 +130,7 @@ def restore(tensors: dict, meta: dict, model, ema, optimizer, lr_schedule, path)
             state.setdefault(int(index), {}).update(scalars)
         optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
         lr_schedule.load_state_dict({**meta["lr_schedule"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+        objective.load_state_dict(part("objective."))
     except (RuntimeError, KeyError, ValueError, TypeError) as error:
         raise UserError(f"checkpoint {path} does not fit this network: {str(error).strip().splitlines()[0]}") from None
     torch.set_rng_state(tensors["rng.torch"])
