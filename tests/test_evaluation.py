@@ -9,7 +9,7 @@ from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import load_dataset
 from cfgdistill.diffusion import make_noise_schedule
 from cfgdistill.evaluation import classifier as classifier_module
-from cfgdistill.evaluation.metrics import FrechetDistance, accuracy, embed, precision_recall, within_class_distance
+from cfgdistill.evaluation.metrics import FrechetDistance, accuracy, embed, paired_gap_se, precision_recall, within_class_distance
 from cfgdistill.evaluation.report import evaluate, write_report
 from cfgdistill.models import make_student
 
@@ -75,6 +75,16 @@ def test_within_class_distance_falls_when_diversity_falls():
     assert within_class_distance(0.1 * spread, labels) == pytest.approx(0.1 * within_class_distance(spread, labels), rel=1e-5)
 
 
+def test_paired_gap_se_is_the_textbook_standard_error():
+    a = torch.tensor([1, 1, 0, 1, 0, 1, 1, 1], dtype=torch.bool)
+    b = torch.tensor([1, 0, 0, 1, 1, 1, 0, 1], dtype=torch.bool)
+    d = [float(x) - float(y) for x, y in zip(a, b)]
+    mean = sum(d) / len(d)
+    variance = sum((v - mean) ** 2 for v in d) / (len(d) - 1)
+    assert paired_gap_se(a, b) == pytest.approx((variance / len(d)) ** 0.5)
+    assert paired_gap_se(a, a) == 0.0  # identical verdicts: no spread at all
+
+
 def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_path):
     data = load_dataset("digits", "train")
     schedule = make_noise_schedule()
@@ -84,6 +94,7 @@ def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_pat
     assert [r["extrapolated"] for r in report["rows"]] == [False, True]
     first = report["rows"][0]
     assert first["paired_relative_error"] == 0.0  # a fresh student is the conditional teacher
+    assert first["accuracy_gap_se"] == 0.0  # ... so at s = 1 both are judged identically
     assert report["rows"][1]["teacher"]["nfe_per_image"] == 4 and report["rows"][1]["student"]["nfe_per_image"] == 2
     write_report(report, tmp_path, data.class_names)
     for name in ("report.json", "report.md", "fd_vs_s.png", "accuracy_vs_s.png", "fd_vs_accuracy.png", "diversity_vs_s.png", "speed.png", "samples.png"):

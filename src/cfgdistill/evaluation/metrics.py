@@ -31,6 +31,12 @@ def accuracy(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     return (predict(classifier, images) == labels).float().mean().item()
 
 
+def paired_gap_se(hits_a: torch.Tensor, hits_b: torch.Tensor) -> float:
+    """Standard error of mean(hits_a) − mean(hits_b) when both models are scored on the same noise and labels."""
+    d = hits_a.float() - hits_b.float()
+    return (d.std() / len(d) ** 0.5).item()
+
+
 def within_class_distance(features: torch.Tensor, labels: torch.Tensor) -> float:
     """Mean pairwise feature distance inside each requested class, averaged over classes: falls as diversity falls."""
     means = []

@@ -11,7 +11,7 @@ from ..data import load_dataset
 from ..images import labelled_panels, save_image
 from .classifier import load_classifier, predict
 from .compare import paired_error, timed_sample
-from .metrics import FrechetDistance, accuracy, embed, precision_recall, within_class_distance
+from .metrics import FrechetDistance, accuracy, embed, paired_gap_se, precision_recall, within_class_distance
 from .plots import plot_report
 
 DEFAULT_GUIDANCE = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
@@ -65,6 +65,8 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
             row[name].update(samples_per_s=run.samples_per_second, nfe_per_image=run.nfe_per_image)
             grids[name].append(run.images[: teacher.num_classes])
         row["throughput_ratio"] = row["student"]["samples_per_s"] / row["teacher"]["samples_per_s"]
+        hits = [predict(classifier, runs[name].images) == labels for name in MODELS]
+        row["accuracy_gap_se"] = paired_gap_se(*hits)  # how far apart two equal models' accuracies would drift here
         rows.append(row)
     floor = fd(floor_set)
     for row in rows:
@@ -131,17 +133,19 @@ def markdown(report: dict) -> str:
         f"{100 * report['classifier_held_out_accuracy']:.1f}%, against {report['samples_per_scale']} held-out real images; "
         f"its noise floor (FD between two disjoint real sets of that size) is {report['fd_noise_floor']:.2f}. "
         f"The student was distilled on s in {report['student_trained_range']}. It matches the teacher at an s when its FD is "
-        "at most the teacher's plus the larger of 10% and the noise floor, and its accuracy is within 1 point.",
+        "at most the teacher's plus the larger of 10% and the noise floor, and its accuracy is within 1 point. "
+        "The accuracy gap's ± is twice the standard error of the paired difference (both models see the same noise and labels).",
         "",
-        "| s | FD teacher | FD student | acc teacher | acc student | diversity teacher | diversity student "
+        "| s | FD teacher | FD student | acc teacher | acc student | acc gap t − s | diversity teacher | diversity student "
         "| precision t / s | recall t / s | paired error | NFE t / s | samples/s t / s | ratio | student matches (FD, acc) |",
-        "|" + " --- |" * 14,
+        "|" + " --- |" * 15,
     ]
     for r in report["rows"]:
         t, s = r["teacher"], r["student"]
         mark = " (extrapolated)" if r["extrapolated"] else ""
         lines.append(
             f"| {r['s']:g}{mark} | {t['fd']:.2f} | {s['fd']:.2f} | {100 * t['accuracy']:.1f}% | {100 * s['accuracy']:.1f}% "
+            f"| {100 * (t['accuracy'] - s['accuracy']):+.1f} ± {200 * r['accuracy_gap_se']:.1f} "
             f"| {t['within_class_distance']:.2f} | {s['within_class_distance']:.2f} "
             f"| {t['precision']:.2f} / {s['precision']:.2f} | {t['recall']:.2f} / {s['recall']:.2f} "
             f"| {r['paired_relative_error']:.3f} | {t['nfe_per_image']:g} / {s['nfe_per_image']:g} "
