@@ -121,6 +121,14 @@ def test_distillation_on_teacher_paths_shrinks_the_gap():
     assert gap(student.model, teacher.model, schedule, data) < 0.5 * before
 
 
+def test_distillation_with_the_same_seed_gives_the_same_student():
+    data = load_dataset("digits", "train")
+    teacher = Checkpoint.create(tiny_denoiser(), make_noise_schedule(), kind="teacher", dataset=data, training={})
+    config = DistillConfig(steps=2, batch_size=8, trajectory_fraction=0.5, trajectory_steps=4)
+    first, second = (distill(teacher, config, data, run=RunOptions(progress=False)).model for _ in range(2))
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
 def test_distilling_a_student_is_refused():
     data = load_dataset("digits", "train")
     student = Checkpoint.create(tiny_denoiser(), make_noise_schedule(), kind="student", dataset=data, training={})

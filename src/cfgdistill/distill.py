@@ -166,6 +166,7 @@ def distill(teacher: Checkpoint, config: DistillConfig, dataset: ImageDataset | 
     meta = teacher.meta["conditioning"]
     conditioning = make_conditioning(meta["type"], data["name"], meta["class_names"], config.p_uncond, meta)
     teacher_model = teacher.model.eval().requires_grad_(False)
+    torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
     student = make_student(teacher_model, (config.guidance_min, config.guidance_max))
     objective = DistillObjective(teacher_model, teacher.noise_schedule, conditioning, config)
     fit(student, objective, dataset, config, run, identity={"teacher": fingerprint(teacher_model), "data_images": len(dataset)})

@@ -66,7 +66,7 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
             grids[name].append(run.images[: teacher.num_classes])
         row["throughput_ratio"] = row["student"]["samples_per_s"] / row["teacher"]["samples_per_s"]
         hits = [predict(classifier, runs[name].images) == labels for name in MODELS]
-        row["accuracy_gap_se"] = paired_gap_se(*hits)  # how far apart two equal models' accuracies would drift here
+        row["accuracy_gap_se"] = paired_gap_se(*hits)  # the gap's spread from sampling alone: is a miss noise?
         rows.append(row)
     floor = fd(floor_set)
     for row in rows:
