@@ -34,17 +34,15 @@ def teacher_run(data, out, **run):
     return train_teacher(config, data, RunOptions(out=out, validate_every=0, progress=False, cpu=True, **run)).model
 
 
-def student_run(data, out, **paths):
-    run = {k: v for k, v in paths.items() if not k.startswith("trajectory")}
-    paths = {k: v for k, v in paths.items() if k.startswith("trajectory")}
+def student_run(data, out, paths: dict | None = None, **run):
     teacher = Checkpoint.create(tiny_denoiser(), make_noise_schedule("v_prediction"), kind="teacher", dataset=data, training={})
-    config = DistillConfig(**TINY, **paths)
+    config = DistillConfig(**TINY, **(paths or {}))
     return distill(teacher, config, data, RunOptions(out=out, validate_every=0, progress=False, cpu=True, **run)).model
 
 
 def paths_student_run(data, out, **run):
     """Distillation with half of each batch on the teacher's guided paths: their state must survive the resume too."""
-    return student_run(data, out, trajectory_fraction=0.5, trajectory_steps=4, **run)
+    return student_run(data, out, paths={"trajectory_fraction": 0.5, "trajectory_steps": 4}, **run)
 
 
 def hook_step(monkeypatch, step, action):
