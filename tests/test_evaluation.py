@@ -9,7 +9,7 @@ from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import load_dataset
 from cfgdistill.diffusion import make_noise_schedule
 from cfgdistill.evaluation import classifier as classifier_module
-from cfgdistill.evaluation.metrics import FrechetDistance, accuracy, embed, paired_gap_se, precision_recall, within_class_distance
+from cfgdistill.evaluation.metrics import FrechetDistance, accuracy, embed, paired_gap_se, per_class_accuracy, precision_recall, within_class_distance
 from cfgdistill.evaluation.report import evaluate, write_report
 from cfgdistill.models import make_student
 
@@ -85,6 +85,18 @@ def test_paired_gap_se_is_the_textbook_standard_error():
     assert paired_gap_se(a, a) == 0.0  # identical verdicts: no spread at all
 
 
+def test_per_class_accuracy_counts_each_class_on_its_own():
+    hits = torch.tensor([1, 0, 1, 1, 0, 0, 1], dtype=torch.bool)
+    labels = torch.tensor([0, 0, 1, 1, 1, 3, 3])
+    expected = []
+    for c in range(4):
+        mine = [bool(h) for h, l in zip(hits, labels) if l == c]
+        expected.append(sum(mine) / len(mine) if mine else float("nan"))
+    got = per_class_accuracy(hits, labels, 4)
+    assert got[:2] + got[3:] == pytest.approx(expected[:2] + expected[3:])
+    assert got[2] != got[2]  # class 2 was never requested: NaN, not 0
+
+
 def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_path):
     data = load_dataset("digits", "train")
     schedule = make_noise_schedule()
@@ -101,3 +113,7 @@ def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_pat
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["fd_noise_floor"] > 0 and "extrapolated" in (tmp_path / "report.md").read_text()
+    for row in saved["rows"]:  # 30 labels over 10 classes: 3 each, so the class mean is the overall accuracy
+        for name in ("teacher", "student"):
+            assert sum(row[name]["per_class_accuracy"]) / 10 == pytest.approx(row[name]["accuracy"])
+    assert "largest class gap" in (tmp_path / "report.md").read_text()

@@ -31,6 +31,12 @@ def accuracy(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
     return (predict(classifier, images) == labels).float().mean().item()
 
 
+def per_class_accuracy(hits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list:
+    """Accuracy within each requested class; a class with no samples gets NaN."""
+    hits, counts = hits.float(), torch.bincount(labels, minlength=num_classes).float()
+    return (torch.bincount(labels, weights=hits, minlength=num_classes) / counts).tolist()
+
+
 def paired_gap_se(hits_a: torch.Tensor, hits_b: torch.Tensor) -> float:
     """Standard error of mean(hits_a) − mean(hits_b) when both models are scored on the same noise and labels."""
     d = hits_a.float() - hits_b.float()

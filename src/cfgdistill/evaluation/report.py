@@ -11,7 +11,7 @@ from ..data import load_dataset
 from ..images import labelled_panels, save_image
 from .classifier import load_classifier, predict
 from .compare import paired_error, timed_sample
-from .metrics import FrechetDistance, accuracy, embed, paired_gap_se, precision_recall, within_class_distance
+from .metrics import FrechetDistance, accuracy, embed, paired_gap_se, per_class_accuracy, precision_recall, within_class_distance
 from .plots import plot_report
 
 DEFAULT_GUIDANCE = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
@@ -67,6 +67,8 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
         row["throughput_ratio"] = row["student"]["samples_per_s"] / row["teacher"]["samples_per_s"]
         hits = [predict(classifier, runs[name].images) == labels for name in MODELS]
         row["accuracy_gap_se"] = paired_gap_se(*hits)  # the gap's spread from sampling alone: is a miss noise?
+        for name, hit in zip(MODELS, hits):  # where a gap comes from: one hard class, or all of them
+            row[name]["per_class_accuracy"] = per_class_accuracy(hit, labels, teacher.num_classes)
         rows.append(row)
     floor = fd(floor_set)
     for row in rows:
@@ -76,6 +78,7 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
         paraphrases = held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n)
     return {
         "dataset": data_name,
+        "class_names": teacher.meta["conditioning"]["class_names"],
         "samples_per_scale": n,
         "steps": steps,
         "sampler": sampler,
@@ -124,6 +127,13 @@ def yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
+def largest_class_gap(row: dict, class_names: list) -> str:
+    """The class whose teacher − student accuracy gap is largest in size, e.g. "Shirt +14"."""
+    gaps = [t - s for t, s in zip(row["teacher"]["per_class_accuracy"], row["student"]["per_class_accuracy"])]
+    c = max(range(len(gaps)), key=lambda i: abs(gaps[i]) if gaps[i] == gaps[i] else -1)
+    return f"{class_names[c]} {100 * gaps[c]:+.0f}"
+
+
 def markdown(report: dict) -> str:
     lines = [
         f"# Teacher (CFG) vs student on {report['dataset']}",
@@ -134,18 +144,19 @@ def markdown(report: dict) -> str:
         f"its noise floor (FD between two disjoint real sets of that size) is {report['fd_noise_floor']:.2f}. "
         f"The student was distilled on s in {report['student_trained_range']}. It matches the teacher at an s when its FD is "
         "at most the teacher's plus the larger of 10% and the noise floor, and its accuracy is within 1 point. "
-        "The accuracy gap's ± is twice the standard error of the paired difference (both models see the same noise and labels).",
+        "The accuracy gap's ± is twice the standard error of the paired difference (both models see the same noise and labels); "
+        "the largest class gap is the class whose own accuracy gap, in points, is largest in size.",
         "",
-        "| s | FD teacher | FD student | acc teacher | acc student | acc gap t − s | diversity teacher | diversity student "
+        "| s | FD teacher | FD student | acc teacher | acc student | acc gap t − s | largest class gap | diversity teacher | diversity student "
         "| precision t / s | recall t / s | paired error | NFE t / s | samples/s t / s | ratio | student matches (FD, acc) |",
-        "|" + " --- |" * 15,
+        "|" + " --- |" * 16,
     ]
     for r in report["rows"]:
         t, s = r["teacher"], r["student"]
         mark = " (extrapolated)" if r["extrapolated"] else ""
         lines.append(
             f"| {r['s']:g}{mark} | {t['fd']:.2f} | {s['fd']:.2f} | {100 * t['accuracy']:.1f}% | {100 * s['accuracy']:.1f}% "
-            f"| {100 * (t['accuracy'] - s['accuracy']):+.1f} ± {200 * r['accuracy_gap_se']:.1f} "
+            f"| {100 * (t['accuracy'] - s['accuracy']):+.1f} ± {200 * r['accuracy_gap_se']:.1f} | {largest_class_gap(r, report['class_names'])} "
             f"| {t['within_class_distance']:.2f} | {s['within_class_distance']:.2f} "
             f"| {t['precision']:.2f} / {s['precision']:.2f} | {t['recall']:.2f} / {s['recall']:.2f} "
             f"| {r['paired_relative_error']:.3f} | {t['nfe_per_image']:g} / {s['nfe_per_image']:g} "
