@@ -131,7 +131,7 @@ def largest_class_gap(row: dict, class_names: list) -> str:
     """The class whose teacher − student accuracy gap is largest in size, e.g. "Shirt +14"."""
     gaps = [t - s for t, s in zip(row["teacher"]["per_class_accuracy"], row["student"]["per_class_accuracy"])]
     c = max(range(len(gaps)), key=lambda i: abs(gaps[i]) if gaps[i] == gaps[i] else -1)
-    return f"{class_names[c]} {100 * gaps[c]:+.0f}"
+    return f"{class_names[c]} {100 * gaps[c]:+.0f}" if gaps[c] else "none"
 
 
 def markdown(report: dict) -> str:
