@@ -32,9 +32,10 @@ def accuracy(classifier, images: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 def per_class_accuracy(hits: torch.Tensor, labels: torch.Tensor, num_classes: int) -> list:
-    """Accuracy within each requested class; a class with no samples gets NaN."""
+    """Accuracy within each requested class; a class with no samples gets None (valid JSON, unlike NaN)."""
     hits, counts = hits.float(), torch.bincount(labels, minlength=num_classes).float()
-    return (torch.bincount(labels, weights=hits, minlength=num_classes) / counts).tolist()
+    rates = torch.bincount(labels, weights=hits, minlength=num_classes) / counts
+    return [rate if count else None for rate, count in zip(rates.tolist(), counts.tolist())]
 
 
 def paired_gap_se(hits_a: torch.Tensor, hits_b: torch.Tensor) -> float:

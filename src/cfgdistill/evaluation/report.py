@@ -129,9 +129,10 @@ def yes(flag: bool) -> str:
 
 def largest_class_gap(row: dict, class_names: list) -> str:
     """The class whose teacher − student accuracy gap is largest in size, e.g. "Shirt +14"."""
-    gaps = [t - s for t, s in zip(row["teacher"]["per_class_accuracy"], row["student"]["per_class_accuracy"])]
-    c = max(range(len(gaps)), key=lambda i: abs(gaps[i]) if gaps[i] == gaps[i] else -1)
-    return f"{class_names[c]} {100 * gaps[c]:+.0f}" if gaps[c] else "none"
+    pairs = zip(row["teacher"]["per_class_accuracy"], row["student"]["per_class_accuracy"])
+    gaps = {c: t - s for c, (t, s) in enumerate(pairs) if t is not None}
+    c = max(gaps, key=lambda i: abs(gaps[i]), default=None)
+    return f"{class_names[c]} {100 * gaps[c]:+.0f}" if c is not None and gaps[c] else "none"
 
 
 def markdown(report: dict) -> str:
