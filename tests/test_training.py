@@ -4,7 +4,7 @@ import torch
 from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import load_dataset, split, load_digits
 from cfgdistill.diffusion import ddim_step, make_noise_schedule, noisy_batch, target
-from cfgdistill.distill import DistillConfig, TeacherTrajectories, distill
+from cfgdistill.distill import DistillConfig, DistillObjective, TeacherTrajectories, distill
 from cfgdistill.errors import UserError
 from cfgdistill.guidance import cfg_prediction
 from cfgdistill.loop import RunOptions, global_batch
@@ -60,6 +60,8 @@ def test_bad_training_settings_are_refused():
         DistillConfig(guidance_min=5, guidance_max=2).validate()
     with pytest.raises(UserError, match="steps"):
         DistillConfig(steps=0).validate()
+    with pytest.raises(UserError, match="loss-space"):
+        DistillConfig(loss_space="x0").validate()
 
 
 def gap(student, teacher, schedule, data, seed=123):
@@ -72,15 +74,50 @@ def gap(student, teacher, schedule, data, seed=123):
         return torch.mean((student(x_t, t, labels, s) - cfg_prediction(teacher, x_t, t, labels, s)) ** 2).item()
 
 
-def test_distillation_shrinks_the_student_teacher_gap():
+@pytest.mark.parametrize("prediction, loss_space", [("epsilon", "prediction"), ("v_prediction", "eps")])
+def test_distillation_shrinks_the_student_teacher_gap(prediction, loss_space):
     data = load_dataset("digits", "train")
-    schedule = make_noise_schedule()
+    schedule = make_noise_schedule(prediction)
     teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
     before = gap(make_student(teacher.model, (1, 6)), teacher.model, schedule, data)
-    student = distill(teacher, DistillConfig(steps=80, lr=2e-3, ema_decay=0.9), data, run=RunOptions(progress=False))
+    config = DistillConfig(steps=80, lr=2e-3, ema_decay=0.9, loss_space=loss_space)
+    student = distill(teacher, config, data, run=RunOptions(progress=False))
     after = gap(student.model, teacher.model, schedule, data)
     assert student.kind == "student"
     assert after < 0.5 * before, (before, after)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_eps_space_loss_is_the_mse_of_the_noise_each_prediction_implies(prediction):
+    """Slow reference: each row's prediction to x_0, then to eps, as a DDIM step does; the loss is their mean squared gap."""
+    schedule = make_noise_schedule(prediction)
+    teacher, conditioning = tiny_denoiser(), ClassConditioning(10, p_uncond=0.0)
+    student = make_student(tiny_denoiser(seed=1), (0, 6))
+    g = torch.Generator().manual_seed(0)
+    n = 6
+    rows = {"x_t": torch.randn(n, 1, 8, 8, generator=g), "t": torch.randint(50, 950, (n,), generator=g),
+            "cond": torch.randint(0, 10, (n,), generator=g), "s": 6 * torch.rand(n, generator=g)}
+    with torch.no_grad():
+        rows["target"] = cfg_prediction(teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
+        pred = student(rows["x_t"], rows["t"], rows["cond"], rows["s"])
+        objective = DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space="eps"))
+        loss = objective.loss(student, rows)
+    reference = []
+    for i in range(n):
+        a = schedule.alphas_cumprod[rows["t"][i]]
+        x_t = rows["x_t"][i]
+
+        def eps_of(out):
+            if prediction == "epsilon":
+                return out
+            x_0 = a.sqrt() * x_t - (1 - a).sqrt() * out
+            return (x_t - a.sqrt() * x_0) / (1 - a).sqrt()
+
+        reference.append(torch.mean((eps_of(pred[i]) - eps_of(rows["target"][i])) ** 2))
+    assert torch.allclose(loss, torch.stack(reference).mean(), rtol=1e-4)
+    plain = DistillObjective(teacher, schedule, conditioning, DistillConfig()).loss(student, rows)
+    assert torch.allclose(plain, torch.mean((pred - rows["target"]) ** 2))
+    assert prediction == "epsilon" or not torch.allclose(loss, plain)
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])

@@ -126,6 +126,8 @@ def build_parser(preset: str | None = None) -> Parser:
     distill.add_argument("--trajectory-fraction", type=finite_float, default=0.0,
                          help="share of each batch on the teacher's own guided DDIM paths instead of noised data (0 to 1)")
     distill.add_argument("--trajectory-steps", type=positive_int, default=20, help="DDIM steps of those paths")
+    distill.add_argument("--loss-space", choices=("prediction", "eps"), default="prediction",
+                         help="match the teacher in the model's own output (v or eps), or in the eps it implies")
 
     for name, sub in (("train", train), ("distill", distill)):
         sub.add_argument("--preset", choices=sorted(PRESETS), help="named defaults: " + "; ".join(
@@ -227,7 +229,8 @@ def run_distill(args):
     from .distill import DistillConfig, distill
 
     config, run = loop_settings(args, DistillConfig, guidance_min=args.guidance_min, guidance_max=args.guidance_max,
-                                trajectory_fraction=args.trajectory_fraction, trajectory_steps=args.trajectory_steps)
+                                trajectory_fraction=args.trajectory_fraction, trajectory_steps=args.trajectory_steps,
+                                loss_space=args.loss_space)
     prepare_run_folder(args)
     teacher = load_checkpoint(args.teacher)
     dataset = None

@@ -17,6 +17,9 @@ from .models import make_student
 from .sampling import make_sampler
 
 
+LOSS_SPACES = ("prediction", "eps")
+
+
 @dataclass
 class DistillConfig(LoopConfig):
     steps: int = 1500
@@ -25,6 +28,7 @@ class DistillConfig(LoopConfig):
     guidance_max: float = 6.0
     trajectory_fraction: float = 0.0  # share of each batch taken from the teacher's own guided DDIM paths
     trajectory_steps: int = 20
+    loss_space: str = "prediction"  # "eps": MSE on the noise the prediction implies (see DistillObjective.row_weight)
 
     def validate(self):
         super().validate()
@@ -37,6 +41,8 @@ class DistillConfig(LoopConfig):
         if not 0 <= self.trajectory_fraction <= 1:
             raise UserError(f"trajectory-fraction must be in [0, 1], got {self.trajectory_fraction}")
         positive(trajectory_steps=self.trajectory_steps)
+        if self.loss_space not in LOSS_SPACES:
+            raise UserError(f"loss-space must be one of {', '.join(LOSS_SPACES)}, got {self.loss_space!r}")
 
 
 class TeacherTrajectories:
@@ -135,7 +141,22 @@ class DistillObjective(Objective):
             with torch.no_grad():
                 guided = cfg_prediction(self.teacher, *(rows[key][missing] for key in ("x_t", "t", "cond", "s")))
             target = target.masked_scatter(missing.view(-1, *[1] * (target.ndim - 1)), guided.to(target.dtype))
-        return F.mse_loss(student(rows["x_t"], rows["t"], rows["cond"], rows["s"]).float(), target.float())
+        pred = student(rows["x_t"], rows["t"], rows["cond"], rows["s"]).float()
+        if self.config.loss_space == "prediction":
+            return F.mse_loss(pred, target.float())
+        return ((pred - target.float()).square().flatten(1).mean(1) * self.row_weight(rows["t"])).mean()
+
+    def row_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """The weight that turns a row's squared prediction error into its squared eps error.
+
+        For v = sqrt(alpha_bar_t)·eps − sqrt(1 − alpha_bar_t)·x_0, eps = sqrt(alpha_bar_t)·v + sqrt(1 − alpha_bar_t)·x_t,
+        so an error in v is sqrt(alpha_bar_t) times as large in eps. In v space the noisiest rows, where the
+        guidance term is largest, dominate the loss; in eps space the mid and low noise rows, where a class's
+        fine detail is drawn, count as much.
+        """
+        if self.noise_schedule.config.prediction_type == "epsilon":
+            return torch.ones(t.shape, device=t.device)
+        return self.noise_schedule.alphas_cumprod.to(t.device)[t]
 
     def state_dict(self) -> dict:
         return dict(self.trajectories.state or {})
