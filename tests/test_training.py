@@ -92,7 +92,8 @@ def test_loss_spaces_match_a_slow_per_row_reference(prediction):
     """Slow reference: each row's prediction to x_0, then to eps, as a DDIM step does.
 
     "eps" is the mean squared eps gap; "by-s" is, row by row, the prediction-space error at s <= 1, the
-    eps-space error at s >= 3, and their geometric interpolation in between.
+    eps-space error at s >= 3, and their geometric interpolation in between, each divided by what the
+    interpolation's weight on the prediction-space error averages to over all t.
     """
     schedule = make_noise_schedule(prediction)
     teacher, conditioning = tiny_denoiser(), ClassConditioning(10, p_uncond=0.0)
@@ -121,7 +122,9 @@ def test_loss_spaces_match_a_slow_per_row_reference(prediction):
         pred_err.append(torch.mean((pred[i] - rows["target"][i]) ** 2))
         eps_err.append(torch.mean((eps_of(pred[i]) - eps_of(rows["target"][i])) ** 2))
         k = min(max((s[i].item() - 1) / 2, 0.0), 1.0)
-        by_s_err.append(pred_err[i] ** (1 - k) * eps_err[i] ** k)
+        mean_weight = sum(a_u.item() ** k for a_u in schedule.alphas_cumprod) / len(schedule.alphas_cumprod)
+        mean_weight = 1.0 if prediction == "epsilon" else mean_weight
+        by_s_err.append(pred_err[i] ** (1 - k) * eps_err[i] ** k / mean_weight)
     for space, errors in (("prediction", pred_err), ("eps", eps_err), ("by-s", by_s_err)):
         assert torch.allclose(loss[space], torch.stack(errors).mean(), rtol=1e-4), space
     assert prediction == "epsilon" or not torch.allclose(loss["eps"], loss["prediction"])

@@ -154,12 +154,17 @@ class DistillObjective(Objective):
         so an error in v is sqrt(alpha_bar_t) times as large in eps. In v space the noisiest rows, where the
         guidance term is largest, dominate the loss; in eps space the mid and low noise rows, where a class's
         fine detail is drawn, count as much. Measured on Fashion-MNIST, eps space keeps that detail at s >= 3
-        but loses it at s = 1, where v space does best; "by-s" moves k from 0 at s <= 1 to 1 at s >= 3.
+        but loses it at s = 1, where v space does best; "by-s" moves k from 0 at s <= 1 to 1 at s >= 3, and
+        divides by the mean of alpha_bar ** k over all t, so that it moves each s's effort between noise
+        levels without giving the low-s rows, whose v errors are the largest, most of the batch's gradient.
         """
         if self.noise_schedule.config.prediction_type == "epsilon":
             return torch.ones(t.shape, device=t.device)
-        k = ((s.float() - 1) / 2).clamp(0, 1) if self.config.loss_space == "by-s" else 1.0
-        return self.noise_schedule.alphas_cumprod.to(t.device)[t].pow(k)
+        alpha_bar = self.noise_schedule.alphas_cumprod.to(t.device)
+        if self.config.loss_space == "eps":
+            return alpha_bar[t]
+        k = ((s.float() - 1) / 2).clamp(0, 1)
+        return alpha_bar[t].pow(k) / alpha_bar[None, :].pow(k[:, None]).mean(1)
 
     def state_dict(self) -> dict:
         return dict(self.trajectories.state or {})
