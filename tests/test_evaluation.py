@@ -109,6 +109,7 @@ def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_pat
     assert first["paired_relative_error"] == 0.0  # a fresh student is the conditional teacher
     assert first["accuracy_gap_se"] == 0.0  # ... so at s = 1 both are judged identically
     assert report["rows"][1]["teacher"]["nfe_per_image"] == 4 and report["rows"][1]["student"]["nfe_per_image"] == 2
+    assert [r["nearest_teacher_s"] for r in report["rows"]] == [1.0, 1.0]  # ... which applies no guidance at any s
     write_report(report, tmp_path, data.class_names)
     for name in ("report.json", "report.md", "fd_vs_s.png", "accuracy_vs_s.png", "fd_vs_accuracy.png", "diversity_vs_s.png", "speed.png", "samples.png"):
         assert (tmp_path / name).stat().st_size > 0, name

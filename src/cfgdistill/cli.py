@@ -13,9 +13,8 @@ SAMPLER_NAMES = ("ddim", "dpm++", "euler")
 PRESETS = {
     "fashion-cpu": {  # a text-conditioned Fashion-MNIST teacher and student within an hour on 2 CPU cores
         "train": {"data": "fashion-mnist", "steps": 4000, "batch_size": 48, "block_out_channels": [16, 32, 64]},
-        # s = 1 inside the range, half of each batch on the teacher's guided paths, eps space at high s: see README
-        "distill": {"steps": 800, "batch_size": 48, "lr": 5e-4, "guidance_min": 0.0, "trajectory_fraction": 0.5,
-                    "loss_space": "by-s"},
+        # s = 1 inside the range, half of each batch on the teacher's guided paths: see README
+        "distill": {"steps": 800, "batch_size": 48, "lr": 5e-4, "guidance_min": 0.0, "trajectory_fraction": 0.5},
     },
 }
 
@@ -127,9 +126,8 @@ def build_parser(preset: str | None = None) -> Parser:
     distill.add_argument("--trajectory-fraction", type=finite_float, default=0.0,
                          help="share of each batch on the teacher's own guided DDIM paths instead of noised data (0 to 1)")
     distill.add_argument("--trajectory-steps", type=positive_int, default=20, help="DDIM steps of those paths")
-    distill.add_argument("--loss-space", choices=("prediction", "eps", "by-s"), default="prediction",
-                         help="match the teacher in the model's own output (v or eps), in the eps it implies, "
-                              "or by s: output space at s <= 1, eps space from s = 3")
+    distill.add_argument("--loss-space", choices=("prediction", "eps"), default="prediction",
+                         help="match the teacher in the model's own output (v or eps), or in the eps it implies")
 
     for name, sub in (("train", train), ("distill", distill)):
         sub.add_argument("--preset", choices=sorted(PRESETS), help="named defaults: " + "; ".join(

@@ -14,6 +14,14 @@ def paired_error(x_student: torch.Tensor, x_teacher: torch.Tensor) -> float:
     return float((x_student - x_teacher).norm() / x_teacher.norm())
 
 
+def nearest_scale(x_student: torch.Tensor, teacher_by_s: dict) -> float:
+    """The s whose teacher samples (same noise, same labels) lie nearest the student's: the guidance it really applies.
+
+    A student can pass FD and accuracy checks while drawing what the teacher draws at a lower s.
+    """
+    return min(teacher_by_s, key=lambda s: (x_student - teacher_by_s[s]).square().mean().item())
+
+
 @contextmanager
 def count_rows(model):
     """Count the images that pass through the network: one per image per network evaluation."""

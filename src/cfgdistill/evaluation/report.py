@@ -10,7 +10,7 @@ from ..conditioning import condition_for, uses_new_word
 from ..data import load_dataset
 from ..images import labelled_panels, save_image
 from .classifier import load_classifier, predict
-from .compare import paired_error, timed_sample
+from .compare import nearest_scale, paired_error, timed_sample
 from .metrics import FrechetDistance, accuracy, embed, paired_gap_se, per_class_accuracy, precision_recall, within_class_distance
 from .plots import plot_report
 
@@ -53,7 +53,7 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
     cond = condition_for(teacher.meta["conditioning"], labels=labels)  # a text model gets each class's first prompt
     low, high = student.model.config.guidance_range
-    rows, grids = [], {name: [] for name in MODELS}
+    rows, grids, images = [], {name: [] for name in MODELS}, {name: {} for name in MODELS}
     for s in tqdm(guidance, desc="evaluate", disable=not progress):
         runs = {
             name: timed_sample(ckpt.model, ckpt.noise_schedule, cond, s, steps, sampler, seed)
@@ -64,6 +64,7 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
             row[name] = quality(classifier, fd, real_features, run.images, labels)
             row[name].update(samples_per_s=run.samples_per_second, nfe_per_image=run.nfe_per_image)
             grids[name].append(run.images[: teacher.num_classes])
+            images[name][s] = run.images
         row["throughput_ratio"] = row["student"]["samples_per_s"] / row["teacher"]["samples_per_s"]
         hits = [predict(classifier, runs[name].images) == labels for name in MODELS]
         row["accuracy_gap_se"] = paired_gap_se(*hits)  # the gap's spread from sampling alone: is a miss noise?
@@ -73,6 +74,7 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
     floor = fd(floor_set)
     for row in rows:
         row["student_matches"] = matches(row, floor)
+        row["nearest_teacher_s"] = nearest_scale(images["student"][row["s"]], images["teacher"])
     paraphrases = None
     if teacher.meta["conditioning"]["type"] == "text":
         paraphrases = held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n)
@@ -146,11 +148,12 @@ def markdown(report: dict) -> str:
         f"The student was distilled on s in {report['student_trained_range']}. It matches the teacher at an s when its FD is "
         "at most the teacher's plus the larger of 10% and the noise floor, and its accuracy is within 1 point. "
         "The accuracy gap's ± is twice the standard error of the paired difference (both models see the same noise and labels); "
-        "the largest class gap is the class whose own accuracy gap, in points, is largest in size.",
+        "the largest class gap is the class whose own accuracy gap, in points, is largest in size; "
+        "the nearest teacher s is the evaluated s whose teacher samples, from the same noise, lie nearest the student's.",
         "",
         "| s | FD teacher | FD student | acc teacher | acc student | acc gap t − s | largest class gap | diversity teacher | diversity student "
-        "| precision t / s | recall t / s | paired error | NFE t / s | samples/s t / s | ratio | student matches (FD, acc) |",
-        "|" + " --- |" * 16,
+        "| precision t / s | recall t / s | paired error | nearest teacher s | NFE t / s | samples/s t / s | ratio | student matches (FD, acc) |",
+        "|" + " --- |" * 17,
     ]
     for r in report["rows"]:
         t, s = r["teacher"], r["student"]
@@ -160,7 +163,7 @@ def markdown(report: dict) -> str:
             f"| {100 * (t['accuracy'] - s['accuracy']):+.1f} ± {200 * r['accuracy_gap_se']:.1f} | {largest_class_gap(r, report['class_names'])} "
             f"| {t['within_class_distance']:.2f} | {s['within_class_distance']:.2f} "
             f"| {t['precision']:.2f} / {s['precision']:.2f} | {t['recall']:.2f} / {s['recall']:.2f} "
-            f"| {r['paired_relative_error']:.3f} | {t['nfe_per_image']:g} / {s['nfe_per_image']:g} "
+            f"| {r['paired_relative_error']:.3f} | {r['nearest_teacher_s']:g} | {t['nfe_per_image']:g} / {s['nfe_per_image']:g} "
             f"| {t['samples_per_s']:.0f} / {s['samples_per_s']:.0f} | {r['throughput_ratio']:.2f} "
             f"| {yes(r['student_matches']['fd'])}, {yes(r['student_matches']['accuracy'])} |"
         )
