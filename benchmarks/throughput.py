@@ -1,0 +1,58 @@
+"""Student against teacher samples per second at several s, for any checkpoint pair (class or text conditioned).
+
+    python benchmarks/throughput.py --models runs/fashion --guidance 2,3,5 --n 100
+
+Both models sample the same labels from the same noise; each timing is the median of interleaved repeats,
+so a slow moment on a shared machine hits both. The guided teacher runs two rows per image per step, so
+the ideal ratio is about 2.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from cfgdistill.checkpoint import load_checkpoint
+from cfgdistill.conditioning import condition_for
+from cfgdistill.sampling import sample
+from run import interleaved
+
+
+def throughput(teacher, student, guidance, n: int, steps: int, repeats: int) -> list:
+    labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
+    cond = condition_for(teacher.meta["conditioning"], labels=labels)
+    rows = []
+    for s in guidance:
+        fns = {name: (lambda ckpt=ckpt: sample(ckpt.model, ckpt.noise_schedule, cond, s=s, steps=steps, seed=0, batch_size=n))
+               for name, ckpt in (("teacher", teacher), ("student", student))}
+        for fn in fns.values():  # warm-up
+            fn()
+        seconds = interleaved(fns, repeats)
+        rows.append({"s": s, "teacher_samples_per_s": n / seconds["teacher"], "student_samples_per_s": n / seconds["student"],
+                     "student_over_teacher": seconds["teacher"] / seconds["student"]})
+        print(f"s = {s:g}: teacher {rows[-1]['teacher_samples_per_s']:.1f}/s, student {rows[-1]['student_samples_per_s']:.1f}/s, "
+              f"ratio {rows[-1]['student_over_teacher']:.2f}", flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=Path, default=Path("demo-out"), help="folder with teacher/ and student/")
+    parser.add_argument("--guidance", default="2,3,5", help="comma-separated s values")
+    parser.add_argument("--n", type=int, default=100, help="samples per timing, one batch")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
+    args = parser.parse_args()
+    teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
+    guidance = [float(s) for s in args.guidance.split(",")]
+    rows = throughput(teacher, student, guidance, args.n, args.steps, args.repeats)
+    if args.out:
+        result = {"models": str(args.models), "n": args.n, "steps": args.steps, "repeats": args.repeats,
+                  "threads": torch.get_num_threads(), "rows": rows}
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
