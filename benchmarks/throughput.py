@@ -7,14 +7,15 @@ so a slow moment on a shared machine hits both. The guided teacher runs two rows
 the ideal ratio is about 2.
 """
 
-import argparse
 import json
 from pathlib import Path
 
 import torch
 
 from cfgdistill.checkpoint import load_checkpoint
+from cfgdistill.cli import Parser, guidance_list, positive_int
 from cfgdistill.conditioning import condition_for
+from cfgdistill.errors import UserError
 from cfgdistill.sampling import sample
 from run import interleaved
 
@@ -37,17 +38,19 @@ def throughput(teacher, student, guidance, n: int, steps: int, repeats: int) -> 
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("demo-out"), help="folder with teacher/ and student/")
-    parser.add_argument("--guidance", default="2,3,5", help="comma-separated s values")
-    parser.add_argument("--n", type=int, default=100, help="samples per timing, one batch")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--guidance", type=guidance_list, default=(2.0, 3.0, 5.0), help="comma-separated s values")
+    parser.add_argument("--n", type=positive_int, default=100, help="samples per timing, one batch")
+    parser.add_argument("--steps", type=positive_int, default=20)
+    parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
-    teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
-    guidance = [float(s) for s in args.guidance.split(",")]
-    rows = throughput(teacher, student, guidance, args.n, args.steps, args.repeats)
+    try:
+        teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
+    except UserError as error:
+        parser.exit(1, f"throughput: error: {error}\n")
+    rows = throughput(teacher, student, args.guidance, args.n, args.steps, args.repeats)
     if args.out:
         result = {"models": str(args.models), "n": args.n, "steps": args.steps, "repeats": args.repeats,
                   "threads": torch.get_num_threads(), "rows": rows}
