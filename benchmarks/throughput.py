@@ -46,6 +46,8 @@ def main():
     parser.add_argument("--repeats", type=positive_int, default=3)
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
+    if args.out and not args.out.parent.is_dir():  # refuse now, not after minutes of timing
+        parser.error(f"--out: folder {args.out.parent} does not exist")
     try:
         teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
     except UserError as error:
