@@ -9,6 +9,8 @@ from cfgdistill.errors import UserError
 from cfgdistill.models import make_student
 from cfgdistill.sampling import sample
 
+from conftest import tiny_denoiser
+
 
 @pytest.fixture(scope="module")
 def digits():
@@ -24,7 +26,9 @@ def save_both(tmp_path, teacher, schedule, digits):
     return student, teacher_dir, student_dir
 
 
-def test_save_load_gives_identical_samples(tmp_path, teacher, schedule, labels, digits):
+@pytest.mark.parametrize("scale_shift", [False, True])
+def test_save_load_gives_identical_samples(tmp_path, schedule, labels, digits, scale_shift):
+    teacher = tiny_denoiser(scale_shift=scale_shift)
     student, teacher_dir, student_dir = save_both(tmp_path, teacher, schedule, digits)
     for model, path, s in ((teacher, teacher_dir, 3.0), (student, student_dir, 3.0)):
         loaded = load_checkpoint(path)

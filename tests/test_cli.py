@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from cfgdistill.cli import main
+from cfgdistill.cli import build_parser, main
 
 
 def run(capsys, *argv):
@@ -28,6 +28,13 @@ def trained(tmp_path_factory):
     assert main(["train", "--data", "digits", "--out", str(root / "teacher"), "--steps", "3", "--quiet"]) == 0
     assert main(["distill", "--teacher", str(root / "teacher"), "--out", str(root / "student"), "--steps", "3", "--quiet"]) == 0
     return root
+
+
+def test_fashion_preset_scales_and_shifts_unless_told_not_to():
+    argv = ["train", "--preset", "fashion-cpu", "--out", "x"]
+    assert build_parser("fashion-cpu").parse_args(argv).scale_shift is True
+    assert build_parser("fashion-cpu").parse_args(argv + ["--no-scale-shift"]).scale_shift is False
+    assert build_parser().parse_args(["train", "--out", "x"]).scale_shift is False
 
 
 def test_train_distill_sample_end_to_end(trained, capsys, tmp_path):

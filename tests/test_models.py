@@ -3,9 +3,19 @@ import torch
 
 from cfgdistill.models import make_student
 
+from conftest import tiny_denoiser
 
-def test_new_student_equals_teachers_conditional_prediction(teacher):
+
+@pytest.fixture(params=[False, True], ids=["shift", "scale_shift"])
+def either_teacher(request):
+    """The tiny teacher with the embedding added to each block (the default) or scaling and shifting it (ADM)."""
+    return tiny_denoiser(scale_shift=request.param)
+
+
+def test_new_student_equals_teachers_conditional_prediction(either_teacher):
+    teacher = either_teacher
     student = make_student(teacher, (1.0, 6.0))
+    assert student.config.scale_shift == teacher.config.scale_shift
     torch.manual_seed(0)
     x_t, t, y = torch.randn(5, 1, 8, 8), torch.randint(0, 1000, (5,)), torch.arange(5)
     with torch.no_grad():
@@ -42,3 +52,12 @@ def test_null_label_is_the_unconditional_model(teacher):
     x_t, t = torch.randn(3, 1, 8, 8), torch.tensor([10, 10, 10])
     with torch.no_grad():
         assert torch.equal(teacher(x_t, t, None), teacher(x_t, t, torch.full((3,), 10)))
+
+
+def test_scale_shift_gives_each_block_a_scale_as_well_as_a_shift():
+    plain, film = tiny_denoiser(), tiny_denoiser(scale_shift=True)
+    block = lambda model: model.unet.down_blocks[0].resnets[0]
+    assert block(film).time_emb_proj.out_features == 2 * block(plain).time_emb_proj.out_features
+    x_t, t, y = torch.randn(2, 1, 8, 8), torch.tensor([500, 500]), torch.tensor([3, 3])
+    with torch.no_grad():
+        assert film(x_t, t, y).shape == plain(x_t, t, y).shape == x_t.shape

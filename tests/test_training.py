@@ -173,9 +173,10 @@ def test_distilling_a_student_is_refused():
         distill(student, DistillConfig(steps=1), data, run=RunOptions(progress=False))
 
 
-@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
-def test_teacher_training_lowers_the_loss(prediction):
-    config = TrainConfig(steps=40, batch_size=32, block_out_channels=[8, 16], seed=1, ema_decay=0.0, prediction=prediction)
+@pytest.mark.parametrize("prediction, scale_shift", [("epsilon", False), ("v_prediction", False), ("v_prediction", True)])
+def test_teacher_training_lowers_the_loss(prediction, scale_shift):
+    config = TrainConfig(steps=40, batch_size=32, block_out_channels=[8, 16], seed=1, ema_decay=0.0, prediction=prediction,
+                         scale_shift=scale_shift)
     data = load_dataset("digits", "train")
     schedule = make_noise_schedule(prediction)
     untrained = tiny_denoiser(seed=1)
@@ -188,6 +189,7 @@ def test_teacher_training_lowers_the_loss(prediction):
             return torch.mean((model(x_t, t, data.labels[:256]) - target(schedule, x_0, eps, t)) ** 2).item()
 
     trained = train_teacher(config, data, run=RunOptions(progress=False))
+    assert trained.model.config.scale_shift == scale_shift
     assert loss(trained.model) < 0.8 * loss(untrained)
 
 

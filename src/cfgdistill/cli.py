@@ -12,7 +12,7 @@ SAMPLER_NAMES = ("ddim", "dpm++", "euler")
 # Named defaults for `train` and `distill`; flags given on the command line still win.
 PRESETS = {
     "fashion-cpu": {  # a text-conditioned Fashion-MNIST teacher and student within an hour on 2 CPU cores
-        "train": {"data": "fashion-mnist", "steps": 4000, "batch_size": 48, "block_out_channels": [16, 32, 64]},
+        "train": {"data": "fashion-mnist", "steps": 4000, "batch_size": 48, "block_out_channels": [16, 32, 64], "scale_shift": True},
         # s = 1 inside the range, half of each batch on the teacher's guided paths: see README
         "distill": {"steps": 800, "batch_size": 48, "lr": 5e-4, "guidance_min": 0.0, "trajectory_fraction": 0.5},
     },
@@ -112,6 +112,8 @@ def build_parser(preset: str | None = None) -> Parser:
     train.add_argument("--conditioning", choices=("class", "text"),
                        help="class labels, or text prompts through all-MiniLM-L6-v2 (default: class for digits, text otherwise)")
     train.add_argument("--block-out-channels", type=channel_list, default=[32, 64], help="UNet widths per level, e.g. 16,32,64")
+    train.add_argument("--scale-shift", action=argparse.BooleanOptionalAction, default=False,
+                       help="timestep, condition and s embeddings scale and shift each ResNet block's features (ADM), not only shift them")
     train.add_argument("--out", required=True, type=Path, help="run folder: the model, checkpoints/ and logs/")
     add_loop_flags(train, steps=2000)
     train.add_argument("--prediction", choices=("epsilon", "v_prediction"), default="v_prediction")
@@ -216,7 +218,7 @@ def run_train(args):
 
     config, run = loop_settings(
         args, TrainConfig, data=args.data, prediction=args.prediction, conditioning=args.conditioning,
-        block_out_channels=args.block_out_channels,
+        block_out_channels=args.block_out_channels, scale_shift=args.scale_shift,
     )
     prepare_run_folder(args)
     teacher = train_teacher(config, run=run)

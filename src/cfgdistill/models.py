@@ -47,6 +47,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         guidance_embedding: bool = False,
         guidance_range: tuple | None = None,
         text_dim: int | None = None,
+        scale_shift: bool = False,
     ):
         super().__init__()
         levels = len(block_out_channels)
@@ -62,6 +63,7 @@ class Denoiser(ModelMixin, ConfigMixin):
             add_attention=attention,
             norm_num_groups=min(32, block_out_channels[0] // 4),
             class_embed_type="identity",
+            resnet_time_scale_shift="scale_shift" if scale_shift else "default",
         )
         dim = block_out_channels[0] * 4
         if text_dim:

@@ -20,6 +20,7 @@ class TrainConfig(LoopConfig):
     block_out_channels: list = field(default_factory=lambda: [32, 64])
     layers_per_block: int = 1
     attention: bool = False
+    scale_shift: bool = False  # the embedding scales and shifts each ResNet block's features (ADM), not only shifts
     conditioning: str | None = None  # "class" or "text"; None: text, except for digits
 
 
@@ -53,6 +54,7 @@ def train_teacher(config: TrainConfig, dataset: ImageDataset | None = None, run:
         block_out_channels=tuple(config.block_out_channels),
         layers_per_block=config.layers_per_block,
         attention=config.attention,
+        scale_shift=config.scale_shift,
         text_dim=TEXT_DIM if conditioning.kind == "text" else None,
     )
     if conditioning.kind == "text":
