@@ -32,7 +32,9 @@ class Denoiser(ModelMixin, ConfigMixin):
     one Linear layer (FLUX's `vector_in` is an MLP; the linear map generalised better to unseen
     wording in our measurements); the empty prompt's embedding, kept as a buffer, is the null
     condition. A student (`guidance_embedding=True`) also adds an embedding of s there, and
-    `guidance_range` records the s range it was distilled on.
+    `guidance_range` records the s range it was distilled on. With `scale_shift` that sum scales
+    and shifts each ResNet block's normalised features (ADM, FiLM) rather than only shifting them,
+    so s can scale what the network draws, as the guidance term does.
     """
 
     @register_to_config
