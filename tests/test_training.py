@@ -4,7 +4,8 @@ import torch
 from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import load_dataset, split, load_digits
 from cfgdistill.diffusion import ddim_step, make_noise_schedule, noisy_batch, target
-from cfgdistill.distill import DistillConfig, DistillObjective, TeacherTrajectories, distill
+from cfgdistill.diffusion import add_noise
+from cfgdistill.distill import DistillConfig, DistillObjective, TeacherTrajectories, distill, guidance_size
 from cfgdistill.errors import UserError
 from cfgdistill.guidance import cfg_prediction
 from cfgdistill.loop import RunOptions, global_batch
@@ -74,7 +75,7 @@ def gap(student, teacher, schedule, data, seed=123):
         return torch.mean((student(x_t, t, labels, s) - cfg_prediction(teacher, x_t, t, labels, s)) ** 2).item()
 
 
-@pytest.mark.parametrize("prediction, loss_space", [("epsilon", "prediction"), ("v_prediction", "eps")])
+@pytest.mark.parametrize("prediction, loss_space", [("epsilon", "prediction"), ("v_prediction", "eps"), ("v_prediction", "guidance")])
 def test_distillation_shrinks_the_student_teacher_gap(prediction, loss_space):
     data = load_dataset("digits", "train")
     schedule = make_noise_schedule(prediction)
@@ -118,6 +119,45 @@ def test_eps_space_loss_is_the_mse_of_the_noise_each_prediction_implies(predicti
     plain = DistillObjective(teacher, schedule, conditioning, DistillConfig()).loss(student, rows)
     assert torch.allclose(plain, torch.mean((pred - rows["target"]) ** 2))
     assert prediction == "epsilon" or not torch.allclose(loss, plain)
+
+
+def test_guidance_size_is_the_teacher_mean_squared_guidance_direction():
+    """Slow reference: separate cond and uncond passes at each grid t, with the function's own noise draws."""
+    schedule, teacher = make_noise_schedule("v_prediction"), tiny_denoiser()
+    data, conditioning = load_dataset("digits", "train"), ClassConditioning(10, p_uncond=0.5)
+    size = guidance_size(teacher, schedule, conditioning, data, points=4, rows=8)
+    assert size.shape == (1000,) and (size > 0).all()
+    assert torch.allclose((1 / size).mean(), torch.tensor(1.0))
+    g = torch.Generator().manual_seed(0)
+    x_0, labels = data.images[:8], data.labels[:8]
+    measured = {}
+    with torch.no_grad():
+        for t in (0, 333, 666, 999):
+            t_rows = torch.full((8,), t)
+            x_t = add_noise(schedule, x_0, torch.randn(x_0.shape, generator=g), t_rows)
+            measured[t] = torch.mean((teacher(x_t, t_rows, labels) - teacher(x_t, t_rows, torch.full((8,), 10))) ** 2)
+    for t in (333, 666, 999):
+        assert torch.allclose(size[t] / size[0], measured[t] / measured[0], rtol=1e-3)
+    assert torch.allclose(size[500], (size[333] * size[666]).sqrt(), rtol=0.02)  # linear in log between grid points
+
+
+def test_guidance_space_loss_divides_each_row_by_its_guidance_size():
+    schedule, teacher = make_noise_schedule("v_prediction"), tiny_denoiser()
+    data, conditioning = load_dataset("digits", "train"), ClassConditioning(10, p_uncond=0.0)
+    objective = DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space="guidance"), data)
+    student = make_student(tiny_denoiser(seed=1), (0, 6))
+    g = torch.Generator().manual_seed(0)
+    rows = {"x_t": torch.randn(6, 1, 8, 8, generator=g), "t": torch.tensor([0, 10, 400, 600, 900, 999]),
+            "cond": torch.randint(0, 10, (6,), generator=g), "s": 6 * torch.rand(6, generator=g)}
+    with torch.no_grad():
+        rows["target"] = cfg_prediction(teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
+        pred = student(rows["x_t"], rows["t"], rows["cond"], rows["s"])
+        loss = objective.loss(student, rows)
+    reference = [torch.mean((pred[i] - rows["target"][i]) ** 2) / objective.guidance_size[rows["t"][i]] for i in range(6)]
+    assert torch.allclose(loss, torch.stack(reference).mean(), rtol=1e-5)
+    assert objective.guidance_size.max() > 1.1 * objective.guidance_size.min()  # the weights do differ over t
+    with pytest.raises(ValueError, match="dataset"):
+        DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space="guidance"))
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])

@@ -128,8 +128,9 @@ def build_parser(preset: str | None = None) -> Parser:
     distill.add_argument("--trajectory-fraction", type=finite_float, default=0.0,
                          help="share of each batch on the teacher's own guided DDIM paths instead of noised data (0 to 1)")
     distill.add_argument("--trajectory-steps", type=positive_int, default=20, help="DDIM steps of those paths")
-    distill.add_argument("--loss-space", choices=("prediction", "eps"), default="prediction",
-                         help="match the teacher in the model's own output (v or eps), or in the eps it implies")
+    distill.add_argument("--loss-space", choices=("prediction", "eps", "guidance"), default="prediction",
+                         help="match the teacher in the model's own output (v or eps), in the eps it implies, "
+                              "or relative to the teacher's guidance term at each t")
 
     for name, sub in (("train", train), ("distill", distill)):
         sub.add_argument("--preset", choices=sorted(PRESETS), help="named defaults: " + "; ".join(

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from .checkpoint import Checkpoint
 from .conditioning import make_conditioning
 from .data import ImageDataset, load_dataset
-from .diffusion import ddim_step, noisy_batch
+from .diffusion import add_noise, ddim_step, noisy_batch
 from .errors import UserError
 from .guidance import cfg_prediction
 from .loop import LoopConfig, Objective, RunOptions, fit, positive
@@ -17,7 +17,7 @@ from .models import make_student
 from .sampling import make_sampler
 
 
-LOSS_SPACES = ("prediction", "eps")
+LOSS_SPACES = ("prediction", "eps", "guidance")
 
 
 @dataclass
@@ -28,7 +28,7 @@ class DistillConfig(LoopConfig):
     guidance_max: float = 6.0
     trajectory_fraction: float = 0.0  # share of each batch taken from the teacher's own guided DDIM paths
     trajectory_steps: int = 20
-    loss_space: str = "prediction"  # "eps": MSE on the noise the prediction implies (see DistillObjective.row_weight)
+    loss_space: str = "prediction"  # "eps" or "guidance": rows weighted by t (see DistillObjective.row_weight)
 
     def validate(self):
         super().validate()
@@ -114,10 +114,15 @@ class DistillObjective(Objective):
 
     name = "student"
 
-    def __init__(self, teacher, noise_schedule, conditioning, config: DistillConfig):
+    def __init__(self, teacher, noise_schedule, conditioning, config: DistillConfig, dataset: ImageDataset | None = None):
         super().__init__(noise_schedule, conditioning, teacher.config.num_classes)
         self.teacher, self.config = teacher, config
         self.trajectories = TeacherTrajectories(teacher, noise_schedule, conditioning, config)
+        self.guidance_size = None
+        if config.loss_space == "guidance":
+            if dataset is None:
+                raise ValueError("loss space 'guidance' measures the teacher on data: pass the dataset")
+            self.guidance_size = guidance_size(teacher, noise_schedule, conditioning, dataset)
 
     def to(self, device):
         self.teacher.to(device)
@@ -154,6 +159,8 @@ class DistillObjective(Objective):
         guidance term is largest, dominate the loss; in eps space the mid and low noise rows, where a class's
         fine detail is drawn, count as much.
         """
+        if self.guidance_size is not None:
+            return 1 / self.guidance_size.to(t.device)[t]
         if self.noise_schedule.config.prediction_type == "epsilon":
             return torch.ones(t.shape, device=t.device)
         return self.noise_schedule.alphas_cumprod.to(t.device)[t]
@@ -163,6 +170,35 @@ class DistillObjective(Objective):
 
     def load_state_dict(self, state: dict):
         self.trajectories.state = dict(state) if state else None
+
+
+@torch.no_grad()
+def guidance_size(teacher, noise_schedule, conditioning, dataset: ImageDataset, points: int = 16, rows: int = 64) -> torch.Tensor:
+    """The teacher's mean squared |cond − uncond| at every training t, normalised to mean 1 over t.
+
+    Measured on the first `rows` images at `points` evenly spaced t with fixed noise, and interpolated
+    in log space, so it costs about `points` teacher batches and every process (and a resume) gets the same.
+    """
+    n = min(rows, len(dataset))
+    x_0, labels = dataset.images[:n].float(), dataset.labels[:n]
+    cond = conditioning.for_classes(labels)
+    null = teacher.null_condition(cond)
+    generator = torch.Generator().manual_seed(0)
+    num_t = noise_schedule.config.num_train_timesteps
+    grid = torch.linspace(0, num_t - 1, points).round().long()
+    log_size = []
+    for t in grid:
+        eps = torch.randn(x_0.shape, generator=generator)
+        t_rows = t.expand(n)
+        x_t = add_noise(noise_schedule, x_0, eps, t_rows)
+        both = teacher(torch.cat([x_t, x_t]), torch.cat([t_rows, t_rows]), torch.cat([cond, null])).float()
+        pred_cond, pred_uncond = both.chunk(2)
+        log_size.append((pred_cond - pred_uncond).square().mean().clamp_min(1e-12).log())
+    log_size = torch.stack(log_size)
+    at = torch.arange(num_t, dtype=torch.float32) * (points - 1) / (num_t - 1)
+    low = at.floor().long().clamp(max=points - 2)
+    size = torch.lerp(log_size[low], log_size[low + 1], at - low).exp()
+    return size * (1 / size).mean()  # row weights 1/size average 1 over t, so the learning rate keeps its meaning
 
 
 def fingerprint(model) -> str:
@@ -189,7 +225,7 @@ def distill(teacher: Checkpoint, config: DistillConfig, dataset: ImageDataset | 
     teacher_model = teacher.model.eval().requires_grad_(False)
     torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
     student = make_student(teacher_model, (config.guidance_min, config.guidance_max))
-    objective = DistillObjective(teacher_model, teacher.noise_schedule, conditioning, config)
+    objective = DistillObjective(teacher_model, teacher.noise_schedule, conditioning, config, dataset)
     fit(student, objective, dataset, config, run, identity={"teacher": fingerprint(teacher_model), "data_images": len(dataset)})
     teacher_model.cpu()
     return Checkpoint.create(
