@@ -37,6 +37,13 @@ def test_fashion_preset_scales_and_shifts_unless_told_not_to():
     assert build_parser().parse_args(["train", "--out", "x"]).scale_shift is False
 
 
+def test_fashion_preset_weights_the_distillation_loss_by_t():
+    argv = ["distill", "--preset", "fashion-cpu", "--teacher", "t", "--out", "x"]
+    assert build_parser("fashion-cpu").parse_args(argv).loss_space == "guidance"
+    assert build_parser("fashion-cpu").parse_args(argv + ["--loss-space", "prediction"]).loss_space == "prediction"
+    assert build_parser().parse_args(["distill", "--teacher", "t", "--out", "x"]).loss_space == "prediction"
+
+
 def test_train_distill_sample_end_to_end(trained, capsys, tmp_path):
     arrays = {}
     for kind in ("teacher", "student"):

@@ -13,8 +13,9 @@ SAMPLER_NAMES = ("ddim", "dpm++", "euler")
 PRESETS = {
     "fashion-cpu": {  # a text-conditioned Fashion-MNIST teacher and student within an hour on 2 CPU cores
         "train": {"data": "fashion-mnist", "steps": 4000, "batch_size": 48, "block_out_channels": [16, 32, 64], "scale_shift": True},
-        # s = 1 inside the range, half of each batch on the teacher's guided paths: see README
-        "distill": {"steps": 800, "batch_size": 48, "lr": 5e-4, "guidance_min": 0.0, "trajectory_fraction": 0.5},
+        # s = 1 inside the range, half of each batch on the teacher's guided paths, rows weighted by t: see README
+        "distill": {"steps": 800, "batch_size": 48, "lr": 5e-4, "guidance_min": 0.0, "trajectory_fraction": 0.5,
+                    "loss_space": "guidance"},
     },
 }
 
@@ -130,7 +131,7 @@ def build_parser(preset: str | None = None) -> Parser:
     distill.add_argument("--trajectory-steps", type=positive_int, default=20, help="DDIM steps of those paths")
     distill.add_argument("--loss-space", choices=("prediction", "eps", "guidance"), default="prediction",
                          help="match the teacher in the model's own output (v or eps), in the eps it implies, "
-                              "or relative to the teacher's guidance term at each t")
+                              "or divided by the teacher's RMS guidance term at each t")
 
     for name, sub in (("train", train), ("distill", distill)):
         sub.add_argument("--preset", choices=sorted(PRESETS), help="named defaults: " + "; ".join(
