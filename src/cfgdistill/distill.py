@@ -11,7 +11,7 @@ from .conditioning import make_conditioning
 from .data import ImageDataset, load_dataset
 from .diffusion import add_noise, ddim_step, noisy_batch
 from .errors import UserError
-from .guidance import cfg_prediction
+from .guidance import cfg_prediction, paired_predictions
 from .loop import LoopConfig, Objective, RunOptions, fit, positive
 from .models import make_student
 from .sampling import make_sampler
@@ -196,11 +196,9 @@ def guidance_size(teacher, noise_schedule, conditioning, dataset: ImageDataset, 
     log_size = []
     for t in grid:
         eps = torch.randn(x_0.shape, generator=generator)
-        t_rows = t.expand(n)
-        x_t = add_noise(noise_schedule, x_0, eps, t_rows)
-        both = teacher(torch.cat([x_t, x_t]), torch.cat([t_rows, t_rows]), torch.cat([cond, null])).float()
-        pred_cond, pred_uncond = both.chunk(2)
-        log_size.append((pred_cond - pred_uncond).square().mean().clamp_min(1e-12).log())
+        x_t = add_noise(noise_schedule, x_0, eps, t.expand(n))
+        pred_cond, pred_uncond = paired_predictions(teacher, x_t, t, cond, null)
+        log_size.append((pred_cond - pred_uncond).float().square().mean().clamp_min(1e-12).log())
     log_size = torch.stack(log_size)
     at = torch.arange(num_t, dtype=torch.float32) * (points - 1) / (num_t - 1)
     low = at.floor().long().clamp(max=points - 2)

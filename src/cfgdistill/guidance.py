@@ -50,7 +50,11 @@ def cfg_prediction(model, x_t, t, cond, s, negative=None):
         negative = model.null_condition(cond)
     if negative is None or cond is None:
         return cfg(model(x_t, t, negative), model(x_t, t, cond), s)
-    t = torch.as_tensor(t, device=x_t.device).expand(x_t.shape[0])
-    pred = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, negative]))
-    pred_cond, pred_uncond = pred.chunk(2)
+    pred_cond, pred_uncond = paired_predictions(model, x_t, t, cond, negative)
     return cfg(pred_uncond, pred_cond, s)
+
+
+def paired_predictions(model, x_t, t, cond, negative) -> tuple:
+    """(model(x_t, t, cond), model(x_t, t, negative)) from one batched pass."""
+    t = torch.as_tensor(t, device=x_t.device).expand(x_t.shape[0])
+    return model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, negative])).chunk(2)
