@@ -7,7 +7,7 @@ from cfgdistill.diffusion import ddim_step, make_noise_schedule, noisy_batch, ta
 from cfgdistill.diffusion import add_noise
 from cfgdistill.distill import DistillConfig, DistillObjective, TeacherTrajectories, distill, guidance_size
 from cfgdistill.errors import UserError
-from cfgdistill.guidance import cfg_prediction
+from cfgdistill.guidance import cfg, cfg_prediction
 from cfgdistill.loop import RunOptions, global_batch
 from cfgdistill.models import make_student
 from cfgdistill.sampling import denoise, guided_denoiser, make_sampler
@@ -88,6 +88,12 @@ def test_distillation_shrinks_the_student_teacher_gap(prediction, loss_space):
     assert after < 0.5 * before, (before, after)
 
 
+def without_teacher(rows: dict) -> dict:
+    """Rows as DistillObjective.draw gives noised data: one s per row, the teacher's outputs still to compute."""
+    unknown = torch.full_like(rows["x_t"], float("nan"))
+    return {**rows, "s": rows["s"].reshape(len(rows["x_t"]), -1), "pred_cond": unknown, "pred_uncond": unknown}
+
+
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 def test_eps_space_loss_is_the_mse_of_the_noise_each_prediction_implies(prediction):
     """Slow reference: each row's prediction to x_0, then to eps, as a DDIM step does; the loss is their mean squared gap."""
@@ -99,10 +105,10 @@ def test_eps_space_loss_is_the_mse_of_the_noise_each_prediction_implies(predicti
     rows = {"x_t": torch.randn(n, 1, 8, 8, generator=g), "t": torch.randint(50, 950, (n,), generator=g),
             "cond": torch.randint(0, 10, (n,), generator=g), "s": 6 * torch.rand(n, generator=g)}
     with torch.no_grad():
-        rows["target"] = cfg_prediction(teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
+        target = cfg_prediction(teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
         pred = student(rows["x_t"], rows["t"], rows["cond"], rows["s"])
         objective = DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space="eps"))
-        loss = objective.loss(student, rows)
+        loss = objective.loss(student, without_teacher(rows))
     reference = []
     for i in range(n):
         a = schedule.alphas_cumprod[rows["t"][i]]
@@ -114,10 +120,10 @@ def test_eps_space_loss_is_the_mse_of_the_noise_each_prediction_implies(predicti
             x_0 = a.sqrt() * x_t - (1 - a).sqrt() * out
             return (x_t - a.sqrt() * x_0) / (1 - a).sqrt()
 
-        reference.append(torch.mean((eps_of(pred[i]) - eps_of(rows["target"][i])) ** 2))
+        reference.append(torch.mean((eps_of(pred[i]) - eps_of(target[i])) ** 2))
     assert torch.allclose(loss, torch.stack(reference).mean(), rtol=1e-4)
-    plain = DistillObjective(teacher, schedule, conditioning, DistillConfig()).loss(student, rows)
-    assert torch.allclose(plain, torch.mean((pred - rows["target"]) ** 2))
+    plain = DistillObjective(teacher, schedule, conditioning, DistillConfig()).loss(student, without_teacher(rows))
+    assert torch.allclose(plain, torch.mean((pred - target) ** 2))
     assert prediction == "epsilon" or not torch.allclose(loss, plain)
 
 
@@ -149,12 +155,12 @@ def test_guidance_space_loss_divides_each_row_by_the_rms_guidance_at_its_t():
     rows = {"x_t": torch.randn(6, 1, 8, 8, generator=g), "t": torch.tensor([0, 10, 400, 600, 900, 999]),
             "cond": torch.randint(0, 10, (6,), generator=g), "s": 6 * torch.rand(6, generator=g)}
     with torch.no_grad():
-        rows["target"] = cfg_prediction(teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
+        target = cfg_prediction(teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
         pred = student(rows["x_t"], rows["t"], rows["cond"], rows["s"])
-        loss = objective.loss(student, rows)
+        loss = objective.loss(student, without_teacher(rows))
     size = guidance_size(teacher, schedule, conditioning, data)
     scale = size.rsqrt().mean()  # weights average 1 over t
-    reference = [torch.mean((pred[i] - rows["target"][i]) ** 2) / (size[rows["t"][i]].sqrt() * scale) for i in range(6)]
+    reference = [torch.mean((pred[i] - target[i]) ** 2) / (size[rows["t"][i]].sqrt() * scale) for i in range(6)]
     assert torch.allclose(loss, torch.stack(reference).mean(), rtol=1e-5)
     assert size.max() > 1.2 * size.min()  # the weights do differ over t
     with pytest.raises(ValueError, match="dataset"):
@@ -180,10 +186,11 @@ def test_teacher_paths_are_the_ddim_sampler_states(prediction):
         assert torch.equal(rows[k]["t"], sampler.timesteps[k].long().expand(4))
         assert torch.equal(rows[k]["cond"], labels)
         with torch.no_grad():
-            assert torch.allclose(rows[k]["target"], cfg_prediction(teacher, rows[k]["x_t"], rows[k]["t"], labels, s), atol=1e-6)
+            guided = cfg_prediction(teacher, rows[k]["x_t"], rows[k]["t"], labels, s)
+        assert torch.allclose(cfg(rows[k]["pred_uncond"], rows[k]["pred_cond"], s), guided, atol=1e-6)
     for k in range(1, steps):
         assert torch.allclose(rows[k]["x_t"], reference[k - 1], atol=1e-5)
-    last = ddim_step(schedule, rows[-1]["target"], rows[-1]["x_t"], paths.alpha_bar[steps - 1].expand(4), paths.alpha_bar[steps].expand(4))
+    last = ddim_step(schedule, guided, rows[-1]["x_t"], paths.alpha_bar[steps - 1].expand(4), paths.alpha_bar[steps].expand(4))
     assert torch.allclose(last, reference[-1], atol=1e-5)
     assert torch.equal(paths.state["k"], torch.zeros(4, dtype=torch.long))  # finished paths start again from noise
     assert not torch.allclose(paths.state["x_t"], x_T)
@@ -242,3 +249,60 @@ def test_batches_cover_an_epoch_without_repeats():
     first, again = global_batch(data, 5, 0, 1)[0], global_batch(data, 5, 0, 1)[0]
     assert torch.equal(first, again)
     assert not torch.equal(global_batch(data, 5, 0, 3)[0], first)  # epochs are shuffled anew
+
+
+def test_spread_scales_start_at_the_drawn_s_and_split_the_range_evenly():
+    config = DistillConfig(guidance_min=0.0, guidance_max=6.0, s_draws=3)
+    objective = DistillObjective(tiny_denoiser(), make_noise_schedule(), ClassConditioning(10, 0.0), config)
+    s = torch.tensor([0.0, 1.0, 4.5, 5.999])
+    spread = objective.spread(s)
+    assert spread.shape == (4, 3) and torch.equal(spread[:, 0], s)
+    assert ((spread >= 0) & (spread < 6)).all()
+    gaps = spread.sort(dim=1).values.diff(dim=1)
+    assert torch.allclose(gaps, torch.full_like(gaps, 2.0), atol=1e-5)
+    assert torch.allclose(spread[1], torch.tensor([1.0, 3.0, 5.0]))
+    one = DistillObjective(tiny_denoiser(), make_noise_schedule(), ClassConditioning(10, 0.0), DistillConfig(s_draws=1))
+    assert torch.equal(one.spread(s), s[:, None])
+    fixed = DistillConfig(guidance_min=3.0, guidance_max=3.0, s_draws=2)
+    assert torch.equal(DistillObjective(tiny_denoiser(), make_noise_schedule(), ClassConditioning(10, 0.0), fixed).spread(
+        torch.tensor([3.0])), torch.tensor([[3.0, 3.0]]))
+    with pytest.raises(UserError, match="s-draws must be > 0"):
+        DistillConfig(s_draws=0).validate()
+
+
+@pytest.mark.parametrize("loss_space", ["prediction", "guidance"])
+def test_several_scales_per_row_equal_one_row_per_scale_from_one_teacher_pass(loss_space):
+    """Slow reference: every (row, s) pair as its own row with its own teacher pass."""
+    schedule, teacher = make_noise_schedule("v_prediction"), tiny_denoiser()
+    data, conditioning = load_dataset("digits", "train"), ClassConditioning(10, p_uncond=0.0)
+    config = DistillConfig(guidance_min=0.0, guidance_max=6.0, s_draws=3, loss_space=loss_space)
+    objective = DistillObjective(teacher, schedule, conditioning, config, data)
+    single = DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space=loss_space), data)
+    student = make_student(tiny_denoiser(seed=1), (0, 6))
+    g = torch.Generator().manual_seed(0)
+    rows = {"x_t": torch.randn(4, 1, 8, 8, generator=g), "t": torch.tensor([5, 300, 700, 990]),
+            "cond": torch.randint(0, 10, (4,), generator=g), "s": objective.spread(6 * torch.rand(4, generator=g))}
+    unknown = torch.full_like(rows["x_t"], float("nan"))
+    seen = []
+    hook = teacher.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    with torch.no_grad():
+        loss = objective.loss(student, {**rows, "pred_cond": unknown, "pred_uncond": unknown})
+    hook.remove()
+    assert seen == [8]  # cond and uncond of 4 rows, once for all 12 (row, s) pairs
+    separate = []
+    with torch.no_grad():
+        for i in range(4):
+            for s in rows["s"][i]:
+                one = {"x_t": rows["x_t"][i : i + 1], "t": rows["t"][i : i + 1], "cond": rows["cond"][i : i + 1], "s": s.view(1)}
+                separate.append(single.loss(student, without_teacher(one)))
+    assert torch.allclose(loss, torch.stack(separate).mean(), rtol=1e-5)
+
+
+def test_distillation_with_several_scales_per_row_shrinks_the_gap():
+    data = load_dataset("digits", "train")
+    schedule = make_noise_schedule()
+    teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
+    before = gap(make_student(teacher.model, (1, 6)), teacher.model, schedule, data)
+    config = DistillConfig(steps=80, batch_size=32, lr=2e-3, ema_decay=0.9, trajectory_fraction=0.5, trajectory_steps=10, s_draws=2)
+    student = distill(teacher, config, data, run=RunOptions(progress=False))
+    assert gap(student.model, teacher.model, schedule, data) < 0.5 * before

@@ -129,6 +129,9 @@ def build_parser(preset: str | None = None) -> Parser:
     distill.add_argument("--trajectory-fraction", type=finite_float, default=0.0,
                          help="share of each batch on the teacher's own guided DDIM paths instead of noised data (0 to 1)")
     distill.add_argument("--trajectory-steps", type=positive_int, default=20, help="DDIM steps of those paths")
+    distill.add_argument("--s-draws", type=positive_int, default=1,
+                         help="guidance scales each image (or path state) is learnt at, evenly spaced over the range; "
+                              "one teacher pass serves them all, so the student sees batch-size × this many rows")
     distill.add_argument("--loss-space", choices=("prediction", "eps", "guidance"), default="prediction",
                          help="match the teacher in the model's own output (v or eps), in the eps it implies, "
                               "or divided by the teacher's RMS guidance term at each t")
@@ -234,7 +237,7 @@ def run_distill(args):
 
     config, run = loop_settings(args, DistillConfig, guidance_min=args.guidance_min, guidance_max=args.guidance_max,
                                 trajectory_fraction=args.trajectory_fraction, trajectory_steps=args.trajectory_steps,
-                                loss_space=args.loss_space)
+                                loss_space=args.loss_space, s_draws=args.s_draws)
     prepare_run_folder(args)
     teacher = load_checkpoint(args.teacher)
     dataset = None

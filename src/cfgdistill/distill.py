@@ -11,7 +11,7 @@ from .conditioning import make_conditioning
 from .data import ImageDataset, load_dataset
 from .diffusion import add_noise, ddim_step, noisy_batch
 from .errors import UserError
-from .guidance import cfg_prediction, paired_predictions
+from .guidance import cfg, paired_predictions
 from .loop import LoopConfig, Objective, RunOptions, fit, positive
 from .models import make_student
 from .sampling import make_sampler
@@ -28,6 +28,7 @@ class DistillConfig(LoopConfig):
     guidance_max: float = 6.0
     trajectory_fraction: float = 0.0  # share of each batch taken from the teacher's own guided DDIM paths
     trajectory_steps: int = 20
+    s_draws: int = 1  # guidance scales per image or path state, all from one teacher pass (see DistillObjective.draw)
     loss_space: str = "prediction"  # "eps" or "guidance": rows weighted by t (see DistillObjective.row_weight)
 
     def validate(self):
@@ -40,7 +41,7 @@ class DistillConfig(LoopConfig):
             raise UserError(f"guidance-min ({self.guidance_min}) must not exceed guidance-max ({self.guidance_max})")
         if not 0 <= self.trajectory_fraction <= 1:
             raise UserError(f"trajectory-fraction must be in [0, 1], got {self.trajectory_fraction}")
-        positive(trajectory_steps=self.trajectory_steps)
+        positive(trajectory_steps=self.trajectory_steps, s_draws=self.s_draws)
         if self.loss_space not in LOSS_SPACES:
             raise UserError(f"loss-space must be one of {', '.join(LOSS_SPACES)}, got {self.loss_space!r}")
 
@@ -69,12 +70,13 @@ class TeacherTrajectories:
         return {"x_t": torch.randn((n, *image_shape), generator=generator), "k": torch.zeros(n, dtype=torch.long),
                 "cond": self.conditioning.draw(labels, generator), "s": s_min + (s_max - s_min) * torch.rand(n, generator=generator)}
 
-    @torch.no_grad()
+    def pair(self) -> tuple:
+        """The teacher's (cond, uncond) outputs at every path state."""
+        return teacher_pair(self.teacher, self.state["x_t"], self.timesteps[self.state["k"]], self.state["cond"])
+
     def guided(self) -> torch.Tensor:
-        """The teacher's CFG output at every row, computed where the teacher lives."""
-        device = next(self.teacher.parameters()).device
-        x_t, k, cond, s = (self.state[key].to(device) for key in ("x_t", "k", "cond", "s"))
-        return cfg_prediction(self.teacher, x_t, self.timesteps.to(device)[k], cond, s).float().cpu()
+        pred_cond, pred_uncond = self.pair()
+        return cfg(pred_uncond, pred_cond, self.state["s"])
 
     def advance(self, pred: torch.Tensor, moving: torch.Tensor, generator: torch.Generator):
         """One DDIM step for the `moving` rows; a path that reached t = 0 starts again from noise."""
@@ -96,13 +98,13 @@ class TeacherTrajectories:
             self.advance(self.guided(), self.state["k"] < stop, generator)
 
     def draw(self, n: int, image_shape: tuple, generator: torch.Generator) -> dict:
-        """n rows with their targets (the same n every step); the paths then move one step on."""
+        """n rows with the teacher's pair at them (the same n every step); the paths then move one step on."""
         if self.state is None:
             self.start(n, image_shape, generator)
-        target = self.guided()
+        pred_cond, pred_uncond = self.pair()
         rows = {"x_t": self.state["x_t"].clone(), "t": self.timesteps[self.state["k"]], "cond": self.state["cond"].clone(),
-                "s": self.state["s"].clone(), "target": target}
-        self.advance(target, torch.ones(n, dtype=torch.bool), generator)
+                "s": self.state["s"].clone(), "pred_cond": pred_cond, "pred_uncond": pred_uncond}
+        self.advance(cfg(pred_uncond, pred_cond, rows["s"]), torch.ones(n, dtype=torch.bool), generator)
         return rows
 
 
@@ -129,28 +131,49 @@ class DistillObjective(Objective):
         self.teacher.to(device)
 
     def draw(self, x_0, labels, generator) -> dict:
+        """One row per image or path state; its `s` column holds the `s_draws` scales the student learns it at."""
         x_t, t, _ = noisy_batch(self.noise_schedule, x_0, generator)
         cond = self.conditioning.draw(labels, generator)
         s_min, s_max = self.config.guidance_min, self.config.guidance_max
         s = s_min + (s_max - s_min) * torch.rand(x_0.shape[0], generator=generator)
-        rows = {"x_t": x_t, "t": t, "cond": cond, "s": s, "target": torch.full_like(x_t, float("nan"))}
+        unknown = torch.full_like(x_t, float("nan"))
+        rows = {"x_t": x_t, "t": t, "cond": cond, "s": s, "pred_cond": unknown, "pred_uncond": unknown}
         n = round(self.config.trajectory_fraction * x_0.shape[0])
-        if n == 0:
-            return rows
-        paths, keep = self.trajectories.draw(n, x_0.shape[1:], generator), x_0.shape[0] - n
-        return {key: torch.cat([value[:keep], paths[key].to(value.dtype)]) for key, value in rows.items()}
+        if n > 0:
+            paths, keep = self.trajectories.draw(n, x_0.shape[1:], generator), x_0.shape[0] - n
+            rows = {key: torch.cat([value[:keep], paths[key].to(value.dtype)]) for key, value in rows.items()}
+        rows["s"] = self.spread(rows["s"])
+        return rows
+
+    def spread(self, s: torch.Tensor) -> torch.Tensor:
+        """Each row's s, then s_draws − 1 more evenly spaced around [s_min, s_max] from it (a shifted lattice).
+
+        The teacher's cond and uncond outputs give its guided target at every s for the price of one, so
+        extra scales per row cost only student passes, and evenly spaced ones cover the range better than
+        independent draws. A path's own s comes first, so the path keeps the scale it is sampled at.
+        """
+        k = torch.arange(1, self.config.s_draws, dtype=s.dtype)
+        s_min, s_max = self.config.guidance_min, self.config.guidance_max
+        if s_max == s_min:
+            return s[:, None].expand(-1, self.config.s_draws).clone()
+        u = (s[:, None] - s_min) / (s_max - s_min) + k / self.config.s_draws
+        return torch.cat([s[:, None], s_min + (s_max - s_min) * (u - u.floor())], dim=1)
 
     def loss(self, student, rows: dict) -> torch.Tensor:
-        target = rows["target"]
-        missing = target.flatten(1).isnan().any(1)  # noised-data rows: their teacher pass happens here, on this process
+        pred_cond, pred_uncond = rows["pred_cond"], rows["pred_uncond"]
+        missing = pred_cond.flatten(1).isnan().any(1)  # noised-data rows: their teacher pass happens here, on this process
         if missing.any():
-            with torch.no_grad():
-                guided = cfg_prediction(self.teacher, *(rows[key][missing] for key in ("x_t", "t", "cond", "s")))
-            target = target.masked_scatter(missing.view(-1, *[1] * (target.ndim - 1)), guided.to(target.dtype))
-        pred = student(rows["x_t"], rows["t"], rows["cond"], rows["s"]).float()
+            mask = missing.view(-1, *[1] * (pred_cond.ndim - 1))
+            pair = teacher_pair(self.teacher, *(rows[key][missing] for key in ("x_t", "t", "cond")))
+            pred_cond, pred_uncond = (old.masked_scatter(mask, new.to(old.dtype)) for old, new in zip((pred_cond, pred_uncond), pair))
+        draws, s = rows["s"].shape[1], rows["s"].flatten()  # row i at its scales: rows i·draws ... (i + 1)·draws − 1
+        x_t, t, cond, pred_cond, pred_uncond = (
+            value.repeat_interleave(draws, dim=0) for value in (rows["x_t"], rows["t"], rows["cond"], pred_cond, pred_uncond))
+        target = cfg(pred_uncond.float(), pred_cond.float(), s)
+        pred = student(x_t, t, cond, s).float()
         if self.config.loss_space == "prediction":
-            return F.mse_loss(pred, target.float())
-        return ((pred - target.float()).square().flatten(1).mean(1) * self.row_weight(rows["t"])).mean()
+            return F.mse_loss(pred, target)
+        return ((pred - target).square().flatten(1).mean(1) * self.row_weight(t)).mean()
 
     def row_weight(self, t: torch.Tensor) -> torch.Tensor:
         """The weight that turns a row's squared prediction error into its squared eps error.
@@ -203,6 +226,14 @@ def guidance_size(teacher, noise_schedule, conditioning, dataset: ImageDataset, 
     at = torch.arange(num_t, dtype=torch.float32) * (points - 1) / (num_t - 1)
     low = at.floor().long().clamp(max=points - 2)
     return torch.lerp(log_size[low], log_size[low + 1], at - low).exp()
+
+
+@torch.no_grad()
+def teacher_pair(teacher, x_t, t, cond) -> tuple:
+    """The teacher's (cond, uncond) outputs, computed where the teacher lives and returned where x_t is."""
+    here, device = x_t.device, next(teacher.parameters()).device
+    x_t, t, cond = (value.to(device) for value in (x_t, t, cond))
+    return tuple(pred.float().to(here) for pred in paired_predictions(teacher, x_t, t, cond, teacher.null_condition(cond)))
 
 
 def fingerprint(model) -> str:
