@@ -146,7 +146,7 @@ def test_guidance_size_is_the_teacher_mean_squared_guidance_direction():
     assert torch.allclose(size[500], (size[333] * size[666]).sqrt(), rtol=0.02)  # linear in log between grid points
 
 
-def test_guidance_space_loss_divides_each_row_by_the_rms_guidance_at_its_t():
+def test_guidance_space_loss_divides_each_row_by_the_guidance_correction_it_asks_for():
     schedule, teacher = make_noise_schedule("v_prediction"), tiny_denoiser()
     data, conditioning = load_dataset("digits", "train"), ClassConditioning(10, p_uncond=0.0)
     objective = DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space="guidance"), data)
@@ -158,11 +158,20 @@ def test_guidance_space_loss_divides_each_row_by_the_rms_guidance_at_its_t():
         target = cfg_prediction(teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
         pred = student(rows["x_t"], rows["t"], rows["cond"], rows["s"])
         loss = objective.loss(student, without_teacher(rows))
-    size = guidance_size(teacher, schedule, conditioning, data)
-    scale = size.rsqrt().mean()  # weights average 1 over t
-    reference = [torch.mean((pred[i] - target[i]) ** 2) / (size[rows["t"][i]].sqrt() * scale) for i in range(6)]
+    rms = guidance_size(teacher, schedule, conditioning, data).sqrt()
+    reference = []
+    for i in range(6):
+        s, floor = rows["s"][i].item(), rms.mean().item()
+        weight = 1 / (floor + abs(s - 1) * rms[rows["t"][i]].item())
+        mean_over_t = sum(1 / (floor + abs(s - 1) * r) for r in rms.tolist()) / len(rms)  # each s averages 1 over t
+        reference.append(torch.mean((pred[i] - target[i]) ** 2) * weight / mean_over_t)
     assert torch.allclose(loss, torch.stack(reference).mean(), rtol=1e-5)
-    assert size.max() > 1.2 * size.min()  # the weights do differ over t
+    assert rms.max() > 1.1 * rms.min()  # the weights do differ over t
+    one = {"x_t": rows["x_t"][:2], "t": torch.tensor([10, 999]), "cond": rows["cond"][:2], "s": torch.ones(2)}
+    with torch.no_grad():
+        flat = objective.loss(student, without_teacher(one))
+        plain = DistillObjective(teacher, schedule, conditioning, DistillConfig()).loss(student, without_teacher(one))
+    assert torch.allclose(flat, plain, rtol=1e-5)  # at s = 1 there is no correction: v space
     with pytest.raises(ValueError, match="dataset"):
         DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space="guidance"))
 

@@ -120,12 +120,11 @@ class DistillObjective(Objective):
         super().__init__(noise_schedule, conditioning, teacher.config.num_classes)
         self.teacher, self.config = teacher, config
         self.trajectories = TeacherTrajectories(teacher, noise_schedule, conditioning, config)
-        self.t_weight = None
+        self.guidance_rms = None
         if config.loss_space == "guidance":
             if dataset is None:
                 raise ValueError("loss space 'guidance' measures the teacher on data: pass the dataset")
-            w = guidance_size(teacher, noise_schedule, conditioning, dataset).rsqrt()
-            self.t_weight = w / w.mean()  # average 1 over t, so the learning rate keeps its meaning
+            self.guidance_rms = guidance_size(teacher, noise_schedule, conditioning, dataset).sqrt()
 
     def to(self, device):
         self.teacher.to(device)
@@ -173,9 +172,9 @@ class DistillObjective(Objective):
         pred = student(x_t, t, cond, s).float()
         if self.config.loss_space == "prediction":
             return F.mse_loss(pred, target)
-        return ((pred - target).square().flatten(1).mean(1) * self.row_weight(t)).mean()
+        return ((pred - target).square().flatten(1).mean(1) * self.row_weight(t, s)).mean()
 
-    def row_weight(self, t: torch.Tensor) -> torch.Tensor:
+    def row_weight(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """The weight that turns a row's squared prediction error into its squared eps error.
 
         For v = sqrt(alpha_bar_t)·eps − sqrt(1 − alpha_bar_t)·x_0, eps = sqrt(alpha_bar_t)·v + sqrt(1 − alpha_bar_t)·x_t,
@@ -183,14 +182,17 @@ class DistillObjective(Objective):
         guidance term is largest, dominate the loss; in eps space the mid and low noise rows, where a class's
         fine detail is drawn, count as much.
 
-        "guidance" divides instead by the RMS of the teacher's guidance direction cond − uncond at t. In v space
-        its mean square falls ~70× from t = 999 to t = 500, and a v-space student under-guides the mid and low
-        noise steps. Dividing by the mean square itself (each t judged by its relative error) starves the
-        high-noise rows, where s = 1 decides the class; the RMS, halfway in log, brought the student's samples
-        nearest the teacher's at s = 1, 3 and 5 (README, Fashion-MNIST).
+        "guidance" divides instead by the size of the guidance correction the row asks for, |s − 1| times the
+        RMS of the teacher's cond − uncond at t, plus a floor (that RMS's mean over t), then scales each s's
+        weights to average 1 over t. In v space the guidance direction's mean square falls ~70× from t = 999
+        to t = 500, and a v-space student under-guides the mid and low noise steps at high s; at s = 1, where
+        there is no correction, the weight is flat, as in v space, because there the class is decided at high
+        noise. Weights blind to s traded s = 1 against s = 5 (README, Fashion-MNIST).
         """
-        if self.t_weight is not None:
-            return self.t_weight.to(t.device)[t]
+        if self.guidance_rms is not None:
+            rms = self.guidance_rms.to(t.device)
+            inv = 1 / (rms.mean() + (s[:, None] - 1).abs() * rms[None, :])  # (rows, every t)
+            return inv.gather(1, t[:, None]).squeeze(1) / inv.mean(1)
         if self.noise_schedule.config.prediction_type == "epsilon":
             return torch.ones(t.shape, device=t.device)
         return self.noise_schedule.alphas_cumprod.to(t.device)[t]
