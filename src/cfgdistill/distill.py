@@ -29,7 +29,7 @@ class DistillConfig(LoopConfig):
     trajectory_fraction: float = 0.0  # share of each batch taken from the teacher's own guided DDIM paths
     trajectory_steps: int = 20
     s_draws: int = 1  # guidance scales per image or path state, all from one teacher pass (see DistillObjective.draw)
-    loss_space: str = "prediction"  # "eps" or "guidance": rows weighted by t (see DistillObjective.row_weight)
+    loss_space: str = "prediction"  # "eps" or "guidance": rows weighted by t (and s) (see DistillObjective.row_weight)
 
     def validate(self):
         super().validate()
