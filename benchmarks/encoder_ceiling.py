@@ -14,10 +14,10 @@ import json
 from pathlib import Path
 
 import torch
-from sklearn.linear_model import LogisticRegression
 
-from cfgdistill.conditioning import captions, class_words, prompt_encoder, uses_new_word
+from cfgdistill.conditioning import captions, class_words, uses_new_word
 from cfgdistill.data import DATASETS, FASHION_CLASSES
+from cfgdistill.evaluation.encoder import encoder_readouts
 
 
 def class_names(data: str) -> list:
@@ -28,15 +28,10 @@ def ceiling(data: str) -> dict:
     names = class_names(data)
     train, held_out = captions(data, names)
     new_words = {name: words for name, (_, words) in class_words(data, names).items()}
-    encode = prompt_encoder()
-    x_train = encode([p for name in names for p in train[name]])
-    y_train = torch.tensor([c for c, name in enumerate(names) for _ in train[name]])
     prompts = [(p, c) for c, name in enumerate(names) for p in held_out[name]]
-    x_test = encode([p for p, _ in prompts])
     y_test = torch.tensor([c for _, c in prompts])
-    nearest = y_train[(x_test @ x_train.T).argmax(1)]
-    probe = LogisticRegression(max_iter=2000).fit(x_train.numpy(), y_train.numpy())
-    probed = torch.from_numpy(probe.predict(x_test.numpy()))
+    readouts = encoder_readouts(train, [p for p, _ in prompts], names)
+    nearest, probed = readouts["nearest_caption"], readouts["linear_probe"]
     new = uses_new_word(prompts, names, new_words)
     result = {"data": data, "prompts": len(prompts), "new_word_prompts": int(new.sum())}
     for name, guess in (("nearest_caption", nearest), ("linear_probe", probed)):

@@ -124,3 +124,20 @@ def test_evaluation_reports_held_out_paraphrases(text_runs):
         overall = (30 * h[f"{m}_accuracy_known_words"] + 40 * h[f"{m}_accuracy_new_words"]) / 70
         assert abs(overall - h[f"{m}_accuracy"]) < 1e-6
         assert abs(sum(a[m] for a in h["per_prompt"].values()) / 70 - h[f"{m}_accuracy"]) < 1e-6
+        placed = [a[m] for a in h["per_prompt"].values() if a["encoder_places"]]
+        assert len(placed) == h["encoder_placed_prompts"] > 0
+        assert abs(sum(placed) / len(placed) - h[f"{m}_accuracy_encoder_placed"]) < 1e-6
+
+
+def test_encoder_readouts_name_the_class_of_an_unseen_prompt():
+    from cfgdistill.evaluation.encoder import encoder_readouts
+
+    train = {"cat": ["a cat", "a kitten", "a photo of a cat"], "car": ["a car", "an automobile", "a photo of a car"]}
+    prompts = ["a picture of a kitten", "someone drove an automobile", "a tabby cat asleep"]
+    readouts = encoder_readouts(train, prompts, ["cat", "car"])
+    encode = prompt_encoder()
+    captions = [(p, c) for c, name in enumerate(train) for p in train[name]]
+    for i, prompt in enumerate(prompts):  # nearest caption, one cosine at a time
+        cosine = [float(encode([prompt])[0] @ encode([caption])[0]) for caption, _ in captions]
+        assert readouts["nearest_caption"][i] == captions[cosine.index(max(cosine))][1]
+    assert readouts["linear_probe"].tolist() == [0, 1, 0]

@@ -11,6 +11,7 @@ from ..data import load_dataset
 from ..images import labelled_panels, save_image
 from .classifier import load_classifier, predict
 from .compare import nearest_scale, paired_error, timed_sample
+from .encoder import encoder_readouts
 from .metrics import FrechetDistance, accuracy, embed, paired_gap_se, per_class_accuracy, precision_recall, within_class_distance
 from .plots import plot_report
 
@@ -97,7 +98,12 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
 
 
 def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) -> dict:
-    """Accuracy at s = PARAPHRASE_S on prompts never used in training, each naming its class (about n samples)."""
+    """Accuracy at s = PARAPHRASE_S on prompts never used in training, each naming its class (about n samples).
+
+    Besides all prompts, it reports two splits: training words in new templates apart from words never
+    trained on, and the prompts the encoder alone places in their class (a linear probe fitted on the
+    training captions), so that a miss can be laid at the encoder's door or the denoiser's.
+    """
     meta = teacher.meta["conditioning"]
     names = meta["class_names"]
     prompts = [(p, c) for c, name in enumerate(names) for p in meta["held_out_prompts"][name]]
@@ -106,18 +112,20 @@ def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) 
     labels = torch.tensor([c for _, c in prompts for _ in range(repeats)])
     cond = condition_for(meta, prompts=text)
     summary = {"s": PARAPHRASE_S, "prompts": len(prompts), "samples": len(text), "examples": [p for p, _ in prompts[:: len(prompts) // len(names)]]}
-    new_words = meta.get("held_out_new_words", {})
-    new = uses_new_word(prompts, names, new_words).repeat_interleave(repeats)
-    summary["new_word_prompts"] = int(new.sum()) // repeats
-    result, summary["per_prompt"] = {}, {p: {} for p, _ in prompts}
+    new = uses_new_word(prompts, names, meta.get("held_out_new_words", {}))
+    placed = encoder_readouts(meta["training_prompts"], [p for p, _ in prompts], names)["linear_probe"] == labels[::repeats]
+    splits = {"known_words": ~new, "new_words": new} if new.any() and not new.all() else {}
+    splits["encoder_placed"] = placed
+    summary["new_word_prompts"], summary["encoder_placed_prompts"] = int(new.sum()), int(placed.sum())
+    result, summary["per_prompt"] = {}, {p: {"encoder_places": bool(ok)} for (p, _), ok in zip(prompts, placed)}
     for name, ckpt in zip(MODELS, (teacher, student)):
         images = timed_sample(ckpt.model, ckpt.noise_schedule, cond, PARAPHRASE_S, steps, sampler, seed).images
-        hits = (predict(classifier, images) == labels).float()
+        hits = (predict(classifier, images) == labels).float().view(len(prompts), repeats).mean(1)
         summary[f"{name}_accuracy"] = hits.mean().item()
-        if new.any() and not new.all():  # known words in new templates, apart from words never trained on
-            summary[f"{name}_accuracy_known_words"] = hits[~new].mean().item()
-            summary[f"{name}_accuracy_new_words"] = hits[new].mean().item()
-        for (p, _), hit in zip(prompts, hits.view(len(prompts), repeats).mean(1).tolist()):
+        for split, chosen in splits.items():
+            if chosen.any():
+                summary[f"{name}_accuracy_{split}"] = hits[chosen].mean().item()
+        for (p, _), hit in zip(prompts, hits.tolist()):
             summary["per_prompt"][p][name] = hit
         result[name] = images[::repeats]  # one image per prompt, for the grid
     result["prompts"] = [p for p, _ in prompts]
@@ -178,14 +186,14 @@ def markdown(report: dict) -> str:
             "classified against the class each prompt names:",
             "",
         ]
+        columns = [(f"all {h['prompts']} prompts", "")]
         if "teacher_accuracy_new_words" in h:  # known words in new templates, apart from words never trained on
-            known = h["prompts"] - h["new_word_prompts"]
-            lines += [f"| model | all {h['prompts']} prompts | {known} with training words, new templates | {h['new_word_prompts']} with new words |",
-                      "| --- | --- | --- | --- |"]
-            lines += [f"| {m} | {100 * h[f'{m}_accuracy']:.1f}% | {100 * h[f'{m}_accuracy_known_words']:.1f}% "
-                      f"| {100 * h[f'{m}_accuracy_new_words']:.1f}% |" for m in MODELS]
-        else:
-            lines += ["| model | accuracy |", "| --- | --- |"] + [f"| {m} | {100 * h[f'{m}_accuracy']:.1f}% |" for m in MODELS]
+            columns += [(f"{h['prompts'] - h['new_word_prompts']} with training words, new templates", "_known_words"),
+                        (f"{h['new_word_prompts']} with new words", "_new_words")]
+        if "teacher_accuracy_encoder_placed" in h:
+            columns.append((f"{h['encoder_placed_prompts']} the encoder places (linear probe on the training captions)", "_encoder_placed"))
+        lines += ["| model | " + " | ".join(title for title, _ in columns) + " |", "|" + " --- |" * (len(columns) + 1)]
+        lines += [f"| {m} | " + " | ".join(f"{100 * h[f'{m}_accuracy{key}']:.1f}%" for _, key in columns) + " |" for m in MODELS]
         if "per_prompt" in h:
             hardest = sorted(h["per_prompt"].items(), key=lambda kv: kv[1]["teacher"])[:6]
             lines += ["", "Hardest prompts (teacher / student): " + "; ".join(
