@@ -44,6 +44,16 @@ def test_fashion_preset_weights_the_distillation_loss_by_t():
     assert build_parser().parse_args(["distill", "--teacher", "t", "--out", "x"]).loss_space == "prediction"
 
 
+def test_the_light_parser_offers_exactly_what_the_library_accepts():
+    from cfgdistill.distill import LOSS_SPACES
+    from cfgdistill.sampling import SAMPLERS
+
+    subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
+    option = lambda command, flag: next(a for a in subcommands[command]._actions if flag in a.option_strings)
+    assert tuple(option("distill", "--loss-space").choices) == LOSS_SPACES
+    assert set(option("sample", "--sampler").choices) == set(option("evaluate", "--sampler").choices) == set(SAMPLERS)
+
+
 def test_train_distill_sample_end_to_end(trained, capsys, tmp_path):
     arrays = {}
     for kind in ("teacher", "student"):

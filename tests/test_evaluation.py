@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cfgdistill.checkpoint import Checkpoint
-from cfgdistill.data import load_dataset
+from cfgdistill.data import ImageDataset, load_dataset
 from cfgdistill.diffusion import make_noise_schedule
 from cfgdistill.evaluation import classifier as classifier_module
 from cfgdistill.evaluation.metrics import FrechetDistance, accuracy, embed, paired_gap_se, per_class_accuracy, precision_recall, within_class_distance
@@ -35,6 +35,16 @@ def test_classifier_is_accurate_and_cached(trained, cache, monkeypatch):
     again, again_accuracy = classifier_module.load_classifier("digits", progress=False)
     assert again_accuracy == held_out_accuracy
     assert all(torch.equal(a, b) for a, b in zip(classifier.state_dict().values(), again.state_dict().values()))
+
+
+def test_a_folders_classifier_is_cached_under_its_contents_not_its_path():
+    images, labels = torch.rand(6, 1, 8, 8), torch.arange(6) % 2
+    name = lambda x, names=("a", "b"): classifier_module.cache_name("/my/folder", ImageDataset("/my/folder", x, labels, list(names)))
+    assert name(images) == name(images.clone()) != name(images.reshape(6, 1, 4, 16))
+    changed = images.clone()
+    changed[0, 0, 0, 0] += 0.5  # one pixel of one file
+    assert name(changed) != name(images) != name(images, names=("a", "c"))
+    assert classifier_module.cache_name("digits", ImageDataset("digits", images, labels, ["a", "b"])) == "digits"
 
 
 def test_accuracy_on_real_held_out_images_is_the_classifiers_accuracy(trained, held_out):

@@ -3,6 +3,7 @@
 Every run here is on the CPU (`cpu=True`), where it is deterministic; on a GPU a resume agrees to about 1e-5.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ from cfgdistill import loop, training_state
 from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import load_dataset
 from cfgdistill.diffusion import make_noise_schedule
-from cfgdistill.distill import DistillConfig, distill
+from cfgdistill.distill import GUIDANCE_WEIGHTING, DistillConfig, distill
 from cfgdistill.errors import UserError
 from cfgdistill.loop import Interrupted, RunOptions
 from cfgdistill.train import TrainConfig, train_teacher
@@ -106,6 +107,17 @@ def test_resume_latest_skips_an_incomplete_checkpoint_and_says_so(data, tmp_path
     assert "skipping incomplete checkpoint" in err and "step-0000004" in err
     assert "resumed from" in err and "step-0000002 at step 2" in err
     assert same_weights(resumed, reference)
+
+
+def test_a_guidance_loss_run_under_another_weighting_is_not_resumed(data, tmp_path):
+    student_run(data, tmp_path, paths={"loss_space": "guidance"}, checkpoint_every=3)
+    state = training_state.scan(tmp_path)[0][-1] / training_state.META
+    meta = json.loads(state.read_text())
+    assert meta["recipe"]["guidance_weighting"] == GUIDANCE_WEIGHTING
+    del meta["recipe"]["guidance_weighting"]  # as written before the weighting was named
+    state.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="guidance_weighting = <absent>"):
+        student_run(data, tmp_path, paths={"loss_space": "guidance"}, resume="latest")
 
 
 def test_tensorboard_gets_scalars_and_preview_grids(data, tmp_path):

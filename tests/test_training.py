@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cfgdistill.checkpoint import Checkpoint
-from cfgdistill.data import load_dataset, split, load_digits
+from cfgdistill.data import ImageDataset, load_dataset, split, load_digits
 from cfgdistill.diffusion import ddim_step, make_noise_schedule, noisy_batch, target
 from cfgdistill.diffusion import add_noise
 from cfgdistill.distill import DistillConfig, DistillObjective, TeacherTrajectories, distill, guidance_size
@@ -134,7 +134,8 @@ def test_guidance_size_is_the_teacher_mean_squared_guidance_direction():
     size = guidance_size(teacher, schedule, conditioning, data, points=4, rows=8)
     assert size.shape == (1000,) and (size > 0).all()
     g = torch.Generator().manual_seed(0)
-    x_0, labels = data.images[:8], data.labels[:8]
+    index = [round(i * (len(data) - 1) / 7) for i in range(8)]  # 8 rows from first to last
+    x_0, labels = data.images[index], data.labels[index]
     measured = {}
     with torch.no_grad():
         for t in (0, 333, 666, 999):
@@ -144,6 +145,17 @@ def test_guidance_size_is_the_teacher_mean_squared_guidance_direction():
     for t in (0, 333, 666, 999):
         assert torch.allclose(size[t], measured[t], rtol=1e-3)
     assert torch.allclose(size[500], (size[333] * size[666]).sqrt(), rtol=0.02)  # linear in log between grid points
+
+
+def test_guidance_size_measures_every_class_of_a_folder_sorted_by_class():
+    data = load_dataset("digits", "train")
+    order = data.labels.argsort(stable=True)
+    conditioning, seen = ClassConditioning(10, p_uncond=0.5), []
+    for_classes = conditioning.for_classes
+    conditioning.for_classes = lambda labels: seen.append(labels) or for_classes(labels)
+    by_class = ImageDataset(data.name, data.images[order], data.labels[order], data.class_names)
+    guidance_size(tiny_denoiser(), make_noise_schedule("v_prediction"), conditioning, by_class, points=2, rows=64)
+    assert torch.bincount(seen[0], minlength=10).min() >= 5  # about 6 of each class, not 64 zeros
 
 
 def test_guidance_space_loss_divides_each_row_by_the_guidance_correction_it_asks_for():

@@ -134,7 +134,8 @@ def build_parser(preset: str | None = None) -> Parser:
                               "one teacher pass serves them all, so the student sees batch-size × this many rows")
     distill.add_argument("--loss-space", choices=("prediction", "eps", "guidance"), default="prediction",
                          help="match the teacher in the model's own output (v or eps), in the eps it implies, "
-                              "or divided by the teacher's RMS guidance term at each t")
+                              "or weighted by the guidance correction each row asks for, |s - 1| times the "
+                              "teacher's RMS cond - uncond at t, plus a floor")
 
     for name, sub in (("train", train), ("distill", distill)):
         sub.add_argument("--preset", choices=sorted(PRESETS), help="named defaults: " + "; ".join(

@@ -18,6 +18,8 @@ from .sampling import make_sampler
 
 
 LOSS_SPACES = ("prediction", "eps", "guidance")
+# Named in a guidance-loss run's recipe, so that a run begun under another weighting is not resumed under this one.
+GUIDANCE_WEIGHTING = "1 / (mean RMS + |s - 1| RMS(t)), mean 1 over t at each s"
 
 
 @dataclass
@@ -208,11 +210,13 @@ class DistillObjective(Objective):
 def guidance_size(teacher, noise_schedule, conditioning, dataset: ImageDataset, points: int = 16, rows: int = 64) -> torch.Tensor:
     """The teacher's mean squared |cond − uncond| at every training t.
 
-    Measured on the first `rows` images at `points` evenly spaced t with fixed noise, and interpolated
-    in log space, so it costs about `points` teacher batches and every process (and a resume) gets the same.
+    Measured on `rows` images spread evenly through the data (a folder lists its classes in turn) at
+    `points` evenly spaced t with fixed noise, and interpolated in log space, so it costs about `points`
+    teacher batches and every process (and a resume) gets the same.
     """
     n = min(rows, len(dataset))
-    x_0, labels = dataset.images[:n].float(), dataset.labels[:n]
+    index = torch.linspace(0, len(dataset) - 1, n).round().long()
+    x_0, labels = dataset.images[index].float(), dataset.labels[index]
     cond = conditioning.for_classes(labels)
     null = teacher.null_condition(cond)
     generator = torch.Generator().manual_seed(0)
@@ -263,7 +267,10 @@ def distill(teacher: Checkpoint, config: DistillConfig, dataset: ImageDataset | 
     torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
     student = make_student(teacher_model, (config.guidance_min, config.guidance_max))
     objective = DistillObjective(teacher_model, teacher.noise_schedule, conditioning, config, dataset)
-    fit(student, objective, dataset, config, run, identity={"teacher": fingerprint(teacher_model), "data_images": len(dataset)})
+    identity = {"teacher": fingerprint(teacher_model), "data_images": len(dataset)}
+    if config.loss_space == "guidance":
+        identity["guidance_weighting"] = GUIDANCE_WEIGHTING
+    fit(student, objective, dataset, config, run, identity=identity)
     teacher_model.cpu()
     return Checkpoint.create(
         student.cpu(),

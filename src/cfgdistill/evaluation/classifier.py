@@ -93,17 +93,23 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CFGDISTILL_CACHE", Path.home() / ".cache" / "cfgdistill"))
 
 
-def cache_name(dataset_name: str, image_shape) -> str:
-    """A file name for the dataset's classifier; a folder is named by a hash of its path and the image shape."""
+def cache_name(dataset_name: str, *splits) -> str:
+    """A file name for the dataset's classifier. A folder is named by a hash of what was loaded from it
+    (images at the model's size, labels, class names), so that a folder whose files change gets a new one."""
     if dataset_name in DATASETS:
         return dataset_name
-    return "folder-" + hashlib.sha256(f"{dataset_name}|{tuple(image_shape)}".encode()).hexdigest()[:12]
+    digest = hashlib.sha256()
+    for data in splits:
+        digest.update("|".join(data.class_names).encode())
+        for tensor in (data.images, data.labels):
+            digest.update(str(tuple(tensor.shape)).encode() + tensor.contiguous().numpy().tobytes())
+    return "folder-" + digest.hexdigest()[:12]
 
 
 def load_classifier(dataset_name: str, progress: bool = True, image_shape: tuple | None = None):
     """The dataset's classifier from the cache, trained (and cached) only when missing; returns (classifier, accuracy)."""
     train, test = load_dataset(dataset_name, "train", image_shape), load_dataset(dataset_name, "test", image_shape)
-    stem = cache_dir() / f"classifier-{cache_name(dataset_name, train.image_shape)}-v{VERSION}"
+    stem = cache_dir() / f"classifier-{cache_name(dataset_name, train, test)}-v{VERSION}"
     weights, info = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     classifier = FeatureClassifier(train.image_shape[0], train.num_classes, image_size=train.image_shape[-1])
     if weights.is_file() and info.is_file():
