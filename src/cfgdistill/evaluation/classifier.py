@@ -102,7 +102,8 @@ def cache_name(dataset_name: str, *splits) -> str:
     for data in splits:
         digest.update("|".join(data.class_names).encode())
         for tensor in (data.images, data.labels):
-            digest.update(str(tuple(tensor.shape)).encode() + tensor.contiguous().numpy().tobytes())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(tensor.contiguous().numpy())  # hashed in place, no copy of a large folder
     return "folder-" + digest.hexdigest()[:12]
 
 
