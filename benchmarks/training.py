@@ -1,8 +1,8 @@
 """Training-loop figures on this machine: steps/s per mixed precision, channels-last, the data path's share of
 a step, and how exactly a resume continues a run.
 
-    python benchmarks/training.py [--data digits] [--block-out-channels 32,64] [--steps 200] [--batch-size 64]
-                                  [--out docs/results/training.json]
+    python benchmarks/training.py [--data digits] [--block-out-channels 32,64] [--scale-shift] [--steps 200]
+                                  [--batch-size 64] [--out docs/results/training.json]
 
 Variants are timed interleaved (median of --repeats) so that a noisy machine shifts them alike.
 """
@@ -51,7 +51,7 @@ def data_share(config, data, step_time: float, repeats: int = 20) -> float:
 def channels_last_ratio(config, data, repeats: int) -> float:
     """A plain forward+backward step in channels-last over the same step in the default layout (>1: faster)."""
     model = Denoiser(sample_size=data.image_shape[-1], in_channels=data.image_shape[0], block_out_channels=config["block_out_channels"],
-                     layers_per_block=1, attention=False)
+                     layers_per_block=1, attention=False, scale_shift=config["scale_shift"])
     x_0, labels = global_batch(data, config["batch_size"], 0, 1)
     t = torch.randint(0, 1000, (len(x_0),))
     times = {}
@@ -81,6 +81,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="digits")
     parser.add_argument("--block-out-channels", default="32,64")
+    parser.add_argument("--scale-shift", action="store_true", help="the embedding scales and shifts block features, as the fashion-cpu preset")
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
@@ -88,7 +89,8 @@ def main():
     args = parser.parse_args()
     data = load_dataset(args.data, "train")
     widths = [int(w) for w in args.block_out_channels.split(",")]
-    config = {"steps": args.steps, "batch_size": args.batch_size, "data": args.data, "block_out_channels": widths, "conditioning": "class"}
+    config = {"steps": args.steps, "batch_size": args.batch_size, "data": args.data, "block_out_channels": widths, "conditioning": "class",
+              "scale_shift": args.scale_shift}
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     speed = steps_per_s(config, data, args.repeats)
     result = {
@@ -103,6 +105,7 @@ def main():
         "data_share_of_step": data_share(config, data, 1 / speed["no"]),
         "data": args.data,
         "block_out_channels": widths,
+        "scale_shift": args.scale_shift,
         "resume": resume_gap(config, data),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
