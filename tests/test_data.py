@@ -84,6 +84,7 @@ def test_image_folder_classes_size_and_channels(tmp_path):
     assert red[0].mean() == 1 and red[1].mean() == -1 and red[2].mean() == -1
     model_shape = load_image_folder(tmp_path / "colour", image_shape=(1, 16, 16))
     assert model_shape.images.shape == (10, 1, 16, 16)
+    assert load_dataset(str(tmp_path / "colour"), "all", image_size=24).images.shape == (10, 3, 24, 24)
     train, test = load_dataset(str(tmp_path / "grey"), "train"), load_dataset(str(tmp_path / "grey"), "test")
     assert len(train) + len(test) == 10 and set(test.labels.tolist()) == {0, 1}
 
@@ -102,3 +103,16 @@ def test_image_folder_bad_files_are_named(tmp_path):
         load_image_folder(root)
     with pytest.raises(UserError, match="has no class sub-folders"):
         load_image_folder(root / "c")
+
+
+def test_a_folder_trains_and_samples_at_the_size_asked(tmp_path):
+    """--image-size sets a folder model's side; the checkpoint keeps it, so sampling needs no flag."""
+    from cfgdistill.cli import main
+
+    root = make_folder(tmp_path / "shapes", {"red": (255, 0, 0), "blue": (0, 0, 255)}, per_class=8, size=(40, 30))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(root), "--image-size", "16", "--block-out-channels", "8,16", "--steps", "2",
+                 "--batch-size", "4", "--validate-every", "0", "--out", str(out), "--quiet"]) == 0
+    assert main(["sample", "--model", str(out), "--prompt", "a photo of red", "--n", "2", "--steps", "2",
+                 "--out", str(tmp_path / "grid.png"), "--out-array", str(tmp_path / "x.npy"), "--quiet"]) == 0
+    assert np.load(tmp_path / "x.npy").shape == (2, 3, 16, 16)

@@ -96,6 +96,19 @@ def test_only_the_newest_checkpoints_are_kept(data, tmp_path):
     assert [p.name for p in training_state.scan(tmp_path)[0]] == ["step-0000005", "step-0000006"]
 
 
+def test_overwrite_clears_the_old_run_only_once_the_new_one_starts(data, tmp_path):
+    teacher_run(data, tmp_path, checkpoint_every=1, log_every=1)
+    old_logs = {p for p in (tmp_path / "logs").rglob("*") if p.is_file()}
+    before = sorted(p.name for p in training_state.scan(tmp_path)[0])
+    with pytest.raises(UserError, match="exceeds the"):  # refused before anything is touched
+        train_teacher(TrainConfig(block_out_channels=[8, 16], **{**TINY, "batch_size": 5000}), data,
+                      RunOptions(out=tmp_path, progress=False, cpu=True, overwrite=True))
+    assert sorted(p.name for p in training_state.scan(tmp_path)[0]) == before and len(before) == 6
+    teacher_run(data, tmp_path, checkpoint_every=4, overwrite=True)
+    assert [p.name for p in training_state.scan(tmp_path)[0]] == ["step-0000004"]
+    assert old_logs and not any(p.exists() for p in old_logs)
+
+
 def test_resume_latest_skips_an_incomplete_checkpoint_and_says_so(data, tmp_path, capsys):
     reference = teacher_run(data, tmp_path / "a", checkpoint_every=2)
     teacher_run(data, tmp_path / "b", checkpoint_every=2)

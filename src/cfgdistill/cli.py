@@ -112,6 +112,8 @@ def build_parser(preset: str | None = None) -> Parser:
                        help="digits (bundled with scikit-learn), fashion-mnist (Debian package), or a folder with one sub-folder per class")
     train.add_argument("--conditioning", choices=("class", "text"),
                        help="class labels, or text prompts through all-MiniLM-L6-v2 (default: class for digits, text otherwise)")
+    train.add_argument("--image-size", type=positive_int,
+                       help="side in pixels that an image folder's images are centre-cropped and resized to (default 32)")
     train.add_argument("--block-out-channels", type=channel_list, default=[32, 64], help="UNet widths per level, e.g. 16,32,64")
     train.add_argument("--scale-shift", action=argparse.BooleanOptionalAction, default=False,
                        help="timestep, condition and s embeddings scale and shift each ResNet block's features (ADM), not only shift them")
@@ -194,15 +196,14 @@ def loop_settings(args, config_class, **fields):
     run = RunOptions(
         out=args.out, checkpoint_every=args.checkpoint_every, checkpoints_total_limit=args.checkpoints_total_limit,
         resume=args.resume, log_every=args.log_every, validate_every=args.validate_every, progress=not args.quiet,
-        cpu=args.cpu,
+        cpu=args.cpu, overwrite=args.overwrite,
     )
     return config, run
 
 
 def prepare_run_folder(args):
-    """A run folder is fresh, resumed (--resume) or replaced (--overwrite); anything else is refused untouched."""
-    import shutil
-
+    """A run folder is fresh, resumed (--resume) or replaced (--overwrite); anything else is refused untouched.
+    An overwritten run's old checkpoints and logs are cleared by the loop, once the new run has passed its checks."""
     from .checkpoint import check_output_dir
     from .training_state import checkpoint_root
 
@@ -214,9 +215,6 @@ def prepare_run_folder(args):
     if checkpoint_root(args.out).is_dir() and not args.overwrite:
         raise UserError(f"{args.out} holds a training run; pass --resume latest to continue it or --overwrite to start over")
     check_output_dir(args.out, args.overwrite)
-    if args.overwrite:
-        for stale in (checkpoint_root(args.out), Path(args.out) / "logs"):
-            shutil.rmtree(stale, ignore_errors=True)
 
 
 def run_train(args):
@@ -224,7 +222,7 @@ def run_train(args):
 
     config, run = loop_settings(
         args, TrainConfig, data=args.data, prediction=args.prediction, conditioning=args.conditioning,
-        block_out_channels=args.block_out_channels, scale_shift=args.scale_shift,
+        block_out_channels=args.block_out_channels, scale_shift=args.scale_shift, image_size=args.image_size,
     )
     prepare_run_folder(args)
     teacher = train_teacher(config, run=run)

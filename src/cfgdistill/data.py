@@ -22,6 +22,7 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 FOLDER_IMAGE_SIZE = 32
+NATIVE_SIZE = {"digits": "8×8", "fashion-mnist": "28×28"}
 MIN_PER_CLASS = 5  # so that the stratified 80/20 split holds every class on both sides
 
 
@@ -117,9 +118,10 @@ def has_colour(image) -> bool:
     return bool((rgb[..., 0] != rgb[..., 1]).any() or (rgb[..., 1] != rgb[..., 2]).any())
 
 
-def load_image_folder(root, image_shape: tuple | None = None) -> ImageDataset:
+def load_image_folder(root, image_shape: tuple | None = None, image_size: int = FOLDER_IMAGE_SIZE) -> ImageDataset:
     """`root/<class name>/<image>`: each sub-folder is a class. Images are centre-cropped and resized to the
-    model's size, and converted to its channels (given by `image_shape`, else grey unless any image has colour)."""
+    model's size, and converted to its channels: `image_shape` when a model exists, else `image_size`
+    square, grey unless any image has colour."""
     from PIL import ImageOps
 
     root = Path(root)
@@ -135,7 +137,7 @@ def load_image_folder(root, image_shape: tuple | None = None) -> ImageDataset:
         labels += [label] * len(files)
     if image_shape is None:
         colour = any(has_colour(im) for im in images)
-        image_shape = (3 if colour else 1, FOLDER_IMAGE_SIZE, FOLDER_IMAGE_SIZE)
+        image_shape = (3 if colour else 1, image_size, image_size)
     channels, size = image_shape[0], image_shape[1]
     mode = "RGB" if channels == 3 else "L"
     pixels = np.stack([np.asarray(ImageOps.fit(im.convert(mode), (size, size)), dtype=np.float32) for im in images])
@@ -143,14 +145,17 @@ def load_image_folder(root, image_shape: tuple | None = None) -> ImageDataset:
     return ImageDataset(str(root.resolve()), x, torch.tensor(labels), [f.name for f in folders])
 
 
-def load_dataset(name: str, part: str = "train", image_shape: tuple | None = None) -> ImageDataset:
-    """A dataset's `train` or `test` (held-out) part, or `all` of it: digits, fashion-mnist, or a folder path."""
+def load_dataset(name: str, part: str = "train", image_shape: tuple | None = None, image_size: int | None = None) -> ImageDataset:
+    """A dataset's `train` or `test` (held-out) part, or `all` of it: digits, fashion-mnist, or a folder path.
+    `image_size` sets a new folder model's side (default 32); the built-in datasets keep their own."""
+    if image_size is not None and name in DATASETS:
+        raise UserError(f"--image-size applies to image folders; {name} images keep their own size, {NATIVE_SIZE[name]}")
     if name == "fashion-mnist":
         return load_fashion_mnist(part)
     if name == "digits":
         dataset = load_digits()
     elif Path(name).is_dir():
-        dataset = load_image_folder(name, image_shape)
+        dataset = load_image_folder(name, image_shape, image_size or FOLDER_IMAGE_SIZE)
     else:
         raise UserError(f"unknown dataset {name!r}; choose {', '.join(DATASETS)} or a folder of class sub-folders")
     if part == "all":

@@ -73,6 +73,7 @@ class RunOptions:
     validate_every: int = 500  # preview grid in TensorBoard; 0: never
     progress: bool = True
     cpu: bool = False  # train on the CPU even where a GPU is present (bitwise-reproducible resumes)
+    overwrite: bool = False  # a new run replaces the folder's checkpoints and logs, cleared only once its checks pass
 
 
 class Objective:
@@ -277,6 +278,9 @@ def _fit(accelerator, model, objective, data, config, run, identity):
         ema.to(accelerator.device)
         start = meta["step"]
         log(f"resumed from {resume_from} at step {start}")
+    elif run.overwrite and run.out is not None and accelerator.is_main_process:
+        training_state.clear_run(run.out)
+    accelerator.wait_for_everyone()
     if run.out is not None:
         accelerator.init_trackers(objective.name)
 

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from .checkpoint import Checkpoint
 from .conditioning import TEXT_DIM, default_kind, make_conditioning
 from .data import ImageDataset, load_dataset
+from .errors import UserError
 from .diffusion import make_noise_schedule, noisy_batch, target
 from .loop import LoopConfig, Objective, RunOptions, fit
 from .models import Denoiser
@@ -22,6 +23,20 @@ class TrainConfig(LoopConfig):
     attention: bool = False
     scale_shift: bool = False  # the embedding scales and shifts each ResNet block's features (ADM), not only shifts
     conditioning: str | None = None  # "class" or "text"; None: text, except for digits
+    image_size: int | None = None  # an image folder's side in pixels (None: 32); built-in datasets keep theirs
+
+    def validate(self):
+        super().validate()
+        if self.image_size is not None and self.image_size < 8:
+            raise UserError(f"image size must be at least 8 pixels, got {self.image_size}")
+
+
+def check_unet_levels(size: int, levels: int):
+    """Each UNet level but the last halves the image and the way up doubles it, so the halvings must be exact."""
+    factor = 2 ** (levels - 1)
+    if size % factor:
+        raise UserError(f"{size}×{size} images cannot pass {levels} UNet levels (--block-out-channels): "
+                        f"each level but the last halves the image, so its side must be a multiple of {factor}")
 
 
 class TeacherObjective(Objective):
@@ -42,11 +57,12 @@ def train_teacher(config: TrainConfig, dataset: ImageDataset | None = None, run:
     """Train a class- or text-conditional teacher; `run` says where checkpoints and logs go (default: nowhere)."""
     config = replace(config, conditioning=config.conditioning or default_kind(config.data))
     config.validate()
-    dataset = dataset or load_dataset(config.data, "train")
+    dataset = dataset or load_dataset(config.data, "train", image_size=config.image_size)
     conditioning = make_conditioning(config.conditioning, dataset.name, dataset.class_names, config.p_uncond)
     schedule = make_noise_schedule(config.prediction)
     torch.manual_seed(config.seed)
     channels, size, _ = dataset.image_shape
+    check_unet_levels(size, len(config.block_out_channels))
     model = Denoiser(
         sample_size=size,
         in_channels=channels,

@@ -26,6 +26,12 @@ def checkpoint_root(out) -> Path:
     return Path(out) / "checkpoints"
 
 
+def clear_run(out):
+    """Remove an earlier run's checkpoints and TensorBoard logs from a folder that a new run replaces."""
+    for stale in (checkpoint_root(out), Path(out) / "logs"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def _write(path: Path, write):
     """Write a file and flush it to disk before anything that depends on it."""
     write(path)
