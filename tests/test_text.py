@@ -109,10 +109,10 @@ def test_a_text_checkpoint_reloads_to_identical_output(text_runs):
 
 
 def test_evaluation_reports_held_out_paraphrases(text_runs):
-    from cfgdistill.evaluation.report import evaluate
+    from cfgdistill.evaluation.report import evaluate, markdown
 
     teacher, student = load_checkpoint(text_runs / "teacher"), load_checkpoint(text_runs / "student")
-    report = evaluate(teacher, student, guidance=(1.0,), steps=2, n=20, progress=False)
+    report = evaluate(teacher, student, guidance=(1.0, 3.0), steps=2, n=20, progress=False)
     h = report["held_out_paraphrases"]
     assert h["prompts"] == 70 and h["s"] == 3.0
     assert 0 <= h["teacher_accuracy"] <= 1 and 0 <= h["student_accuracy"] <= 1
@@ -127,6 +127,14 @@ def test_evaluation_reports_held_out_paraphrases(text_runs):
         placed = [a[m] for a in h["per_prompt"].values() if a["encoder_places"]]
         assert len(placed) == h["encoder_placed_prompts"] > 0
         assert abs(sum(placed) / len(placed) - h[f"{m}_accuracy_encoder_placed"]) < 1e-6
+        # the encoder-limited expectation: a placed prompt scores its class's accuracy on training prompts at s = 3
+        per_class = report["rows"][1][m]["per_class_accuracy"]
+        expected = 0.0
+        for a in h["per_prompt"].values():
+            if a["encoder_places"]:
+                expected += per_class[int(a["class"])] / 70
+        assert abs(h[f"{m}_encoder_limit"] - expected) < 1e-6
+    assert "expected if the encoder were the only limit" in markdown(report)
 
 
 def test_encoder_readouts_name_the_class_of_an_unseen_prompt():
@@ -141,3 +149,12 @@ def test_encoder_readouts_name_the_class_of_an_unseen_prompt():
         cosine = [float(encode([prompt])[0] @ encode([caption])[0]) for caption, _ in captions]
         assert readouts["nearest_caption"][i] == captions[cosine.index(max(cosine))][1]
     assert readouts["linear_probe"].tolist() == [0, 1, 0]
+
+
+def test_the_encoder_limit_scores_placed_prompts_by_their_class_and_the_rest_as_misses():
+    from cfgdistill.evaluation.report import encoder_limit
+
+    per_prompt = {"a coat": {"class": "coat", "encoder_places": True}, "a parka": {"class": "coat", "encoder_places": False},
+                  "a tote": {"class": "bag", "encoder_places": False}, "a bag": {"class": "bag", "encoder_places": True}}
+    assert abs(encoder_limit(per_prompt, ["bag", "coat"], [0.5, 0.75]) - (0.75 + 0 + 0 + 0.5) / 4) < 1e-12
+    assert encoder_limit(per_prompt, ["bag", "coat"], [1.0, 1.0]) == 0.5  # 2 of 4 placed

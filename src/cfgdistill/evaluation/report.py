@@ -79,6 +79,10 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
     paraphrases = None
     if teacher.meta["conditioning"]["type"] == "text":
         paraphrases = held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n)
+        at_s = [row for row in rows if row["s"] == PARAPHRASE_S]
+        for name in MODELS if at_s else ():
+            summary, per_class = paraphrases["summary"], at_s[0][name]["per_class_accuracy"]
+            summary[f"{name}_encoder_limit"] = encoder_limit(summary["per_prompt"], teacher.meta["conditioning"]["class_names"], per_class)
     return {
         "dataset": data_name,
         "class_names": teacher.meta["conditioning"]["class_names"],
@@ -117,7 +121,7 @@ def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) 
     splits = {"known_words": ~new, "new_words": new} if new.any() and not new.all() else {}
     splits["encoder_placed"] = placed
     summary["new_word_prompts"], summary["encoder_placed_prompts"] = int(new.sum()), int(placed.sum())
-    result, summary["per_prompt"] = {}, {p: {"encoder_places": bool(ok)} for (p, _), ok in zip(prompts, placed)}
+    result, summary["per_prompt"] = {}, {p: {"class": names[c], "encoder_places": bool(ok)} for (p, c), ok in zip(prompts, placed)}
     for name, ckpt in zip(MODELS, (teacher, student)):
         images = timed_sample(ckpt.model, ckpt.noise_schedule, cond, PARAPHRASE_S, steps, sampler, seed).images
         hits = (predict(classifier, images) == labels).float().view(len(prompts), repeats).mean(1)
@@ -131,6 +135,13 @@ def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) 
     result["prompts"] = [p for p, _ in prompts]
     result["summary"] = summary
     return result
+
+
+def encoder_limit(per_prompt: dict, class_names: list, per_class_accuracy: list) -> float:
+    """The paraphrase accuracy to expect if the denoiser drew each prompt the encoder places as well as its
+    class's training prompt (`per_class_accuracy`, same s) and missed every prompt the encoder puts elsewhere."""
+    scores = [per_class_accuracy[class_names.index(a["class"])] if a["encoder_places"] else 0.0 for a in per_prompt.values()]
+    return sum(scores) / len(scores)
 
 
 def yes(flag: bool) -> str:
@@ -186,14 +197,19 @@ def markdown(report: dict) -> str:
             "classified against the class each prompt names:",
             "",
         ]
-        columns = [(f"all {h['prompts']} prompts", "")]
+        columns = [(f"all {h['prompts']} prompts", "{m}_accuracy")]
         if "teacher_accuracy_new_words" in h:  # known words in new templates, apart from words never trained on
-            columns += [(f"{h['prompts'] - h['new_word_prompts']} with training words, new templates", "_known_words"),
-                        (f"{h['new_word_prompts']} with new words", "_new_words")]
+            columns += [(f"{h['prompts'] - h['new_word_prompts']} with training words, new templates", "{m}_accuracy_known_words"),
+                        (f"{h['new_word_prompts']} with new words", "{m}_accuracy_new_words")]
         if "teacher_accuracy_encoder_placed" in h:
-            columns.append((f"{h['encoder_placed_prompts']} the encoder places (linear probe on the training captions)", "_encoder_placed"))
+            columns.append((f"{h['encoder_placed_prompts']} the encoder places (linear probe on the training captions)", "{m}_accuracy_encoder_placed"))
+        if "teacher_encoder_limit" in h:
+            columns.append(("all, expected if the encoder were the only limit", "{m}_encoder_limit"))
         lines += ["| model | " + " | ".join(title for title, _ in columns) + " |", "|" + " --- |" * (len(columns) + 1)]
-        lines += [f"| {m} | " + " | ".join(f"{100 * h[f'{m}_accuracy{key}']:.1f}%" for _, key in columns) + " |" for m in MODELS]
+        lines += [f"| {m} | " + " | ".join(f"{100 * h[key.format(m=m)]:.1f}%" for _, key in columns) + " |" for m in MODELS]
+        if "teacher_encoder_limit" in h:
+            lines += ["", "The last column is what to expect if each prompt the encoder places were drawn as well as its class's "
+                      "training prompt at this s (the table above), and every other prompt missed."]
         if "per_prompt" in h:
             hardest = sorted(h["per_prompt"].items(), key=lambda kv: kv[1]["teacher"])[:6]
             lines += ["", "Hardest prompts (teacher / student): " + "; ".join(
