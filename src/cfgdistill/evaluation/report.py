@@ -76,16 +76,16 @@ def evaluate(teacher, student, guidance=DEFAULT_GUIDANCE, steps=25, n=360, sampl
     for row in rows:
         row["student_matches"] = matches(row, floor)
         row["nearest_teacher_s"] = nearest_scale(images["student"][row["s"]], images["teacher"])
-    paraphrases = None
+    paraphrases, names = None, teacher.meta["conditioning"]["class_names"]
     if teacher.meta["conditioning"]["type"] == "text":
         paraphrases = held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n)
-        at_s = [row for row in rows if row["s"] == PARAPHRASE_S]
-        for name in MODELS if at_s else ():
-            summary, per_class = paraphrases["summary"], at_s[0][name]["per_class_accuracy"]
-            summary[f"{name}_encoder_limit"] = encoder_limit(summary["per_prompt"], teacher.meta["conditioning"]["class_names"], per_class)
+        summary = paraphrases["summary"]
+        for row in (row for row in rows if row["s"] == PARAPHRASE_S):
+            for name in MODELS:
+                summary[f"{name}_encoder_limit"] = encoder_limit(summary["per_prompt"], names, row[name]["per_class_accuracy"])
     return {
         "dataset": data_name,
-        "class_names": teacher.meta["conditioning"]["class_names"],
+        "class_names": names,
         "samples_per_scale": n,
         "steps": steps,
         "sampler": sampler,
@@ -209,7 +209,7 @@ def markdown(report: dict) -> str:
         lines += [f"| {m} | " + " | ".join(f"{100 * h[key.format(m=m)]:.1f}%" for _, key in columns) + " |" for m in MODELS]
         if "teacher_encoder_limit" in h:
             lines += ["", "The last column is what to expect if each prompt the encoder places were drawn as well as its class's "
-                      "training prompt at this s (the table above), and every other prompt missed."]
+                      "training prompt at this s (per class in report.json), and every other prompt missed."]
         if "per_prompt" in h:
             hardest = sorted(h["per_prompt"].items(), key=lambda kv: kv[1]["teacher"])[:6]
             lines += ["", "Hardest prompts (teacher / student): " + "; ".join(
