@@ -1,6 +1,7 @@
 """Benchmarks, measured side by side in one run: quality against s, student vs teacher, ours vs a plain diffusers loop.
 
     python benchmarks/run.py --models demo-out --out docs/results      (or: make bench)
+    python benchmarks/run.py --models runs/fashion --out docs/results/fashion --speed-only   (any checkpoint pair)
 
 Absolute times on a shared machine mean little; the ratios are what to read.
 """
@@ -17,9 +18,10 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from cfgdistill.checkpoint import load_checkpoint
+from cfgdistill.conditioning import condition_for, make_conditioning
 from cfgdistill.data import load_dataset
 from cfgdistill.diffusion import make_noise_schedule
-from cfgdistill.evaluation.report import DEFAULT_GUIDANCE, evaluate, write_report
+from cfgdistill.evaluation.report import DEFAULT_GUIDANCE, evaluate, speed_lines, write_report
 from cfgdistill.loop import RunOptions
 from cfgdistill.models import Denoiser
 from cfgdistill.sampling import initial_noise, sample
@@ -27,15 +29,15 @@ from cfgdistill.train import TrainConfig, train_teacher
 
 
 @torch.no_grad()
-def plain_cfg_loop(model, noise_schedule, labels, s, steps, seed=0):
+def plain_cfg_loop(model, noise_schedule, cond, s, steps, seed=0):
     """CFG sampling written directly on diffusers: DDIM, cond and uncond batched, nothing else."""
     scheduler = DDIMScheduler.from_config(noise_schedule.config, timestep_spacing="trailing")
     scheduler.set_timesteps(steps)
-    x = initial_noise(range(seed, seed + len(labels)), model.sample_shape)
-    both = torch.cat([labels, torch.full_like(labels, model.config.num_classes)])
+    x = initial_noise(range(seed, seed + len(cond)), model.sample_shape)
+    both = torch.cat([cond, model.null_condition(cond)])
     for t in scheduler.timesteps:
-        cond, uncond = model(torch.cat([x, x]), t, both).chunk(2)
-        x = scheduler.step(uncond + s * (cond - uncond), t, x).prev_sample
+        pred_cond, pred_uncond = model(torch.cat([x, x]), t, both).chunk(2)
+        x = scheduler.step(pred_uncond + s * (pred_cond - pred_uncond), t, x).prev_sample
     return x.clamp(-1, 1)
 
 
@@ -65,21 +67,23 @@ def network_share(model, fn):
     return inside[0] / total
 
 
-def plain_training(config: TrainConfig, data, steps: int, autocast: bool = False):
-    """A plain fp32 PyTorch + diffusers training loop on the same network and batch size."""
+def plain_training(teacher, config: TrainConfig, data, steps: int, autocast: bool = False):
+    """A plain fp32 PyTorch + diffusers training loop: the teacher's network, a fresh start, the same batch and dropout."""
     torch.manual_seed(config.seed)
-    model = Denoiser(block_out_channels=tuple(config.block_out_channels), layers_per_block=config.layers_per_block, attention=config.attention)
+    model = Denoiser.from_config(teacher.model.config)
+    conditioning = make_conditioning(config.conditioning, data.name, data.class_names, config.p_uncond, teacher.meta["conditioning"])
+    generator = torch.Generator().manual_seed(config.seed)
     schedule = make_noise_schedule(config.prediction)
     target = schedule.get_velocity if config.prediction == "v_prediction" else (lambda x_0, eps, t: eps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     model.train()
     for _ in range(steps):
         index = torch.randint(0, len(data), (config.batch_size,))
-        x_0, labels = data.images[index], data.labels[index]
+        x_0, cond = data.images[index], conditioning.draw(data.labels[index], generator)
         eps = torch.randn_like(x_0)
         t = torch.randint(0, 1000, (len(x_0),))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            pred = model(schedule.add_noise(x_0, eps, t), t, labels)
+            pred = model(schedule.add_noise(x_0, eps, t), t, cond)
         loss = F.mse_loss(pred.float(), target(x_0, eps, t))
         loss.backward()
         optimizer.step()
@@ -88,24 +92,27 @@ def plain_training(config: TrainConfig, data, steps: int, autocast: bool = False
 
 def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes)
+    cond = condition_for(teacher.meta["conditioning"], labels=labels)
     schedule = teacher.noise_schedule
     s = 4.0
-    ours = lambda: sample(teacher.model, schedule, labels, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
-    plain = lambda: plain_cfg_loop(teacher.model, schedule, labels, s, steps)  # noqa: E731
-    one_pass = lambda: sample(student.model, schedule, labels, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
+    ours = lambda: sample(teacher.model, schedule, cond, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
+    plain = lambda: plain_cfg_loop(teacher.model, schedule, cond, s, steps)  # noqa: E731
+    one_pass = lambda: sample(student.model, schedule, cond, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
     x_ours, x_plain = ours(), plain()  # also the warm-up
     one_pass()
     t = interleaved({"ours": ours, "plain": plain, "student": one_pass})
 
-    data = load_dataset("digits", "train")
-    keys = ("batch_size", "lr", "block_out_channels", "layers_per_block", "attention", "prediction")
-    config = TrainConfig(steps=train_steps, **{k: teacher.meta["training"][k] for k in keys})
+    recipe = teacher.meta["training"]
+    data = load_dataset(recipe["data"], "train", image_size=recipe.get("image_size"))
+    keys = ("data", "batch_size", "lr", "p_uncond", "block_out_channels", "layers_per_block", "attention", "scale_shift",
+            "prediction", "conditioning", "image_size")
+    config = TrainConfig(steps=train_steps, **{k: recipe[k] for k in keys if k in recipe})
     bf16_steps = max(3, train_steps // 10)
     t_train = interleaved(
         {
             "ours": lambda: train_teacher(config, data, RunOptions(progress=False)),
-            "plain": lambda: plain_training(config, data, train_steps),
-            "bf16": lambda: plain_training(config, data, bf16_steps, autocast=True),
+            "plain": lambda: plain_training(teacher, config, data, train_steps),
+            "bf16": lambda: plain_training(teacher, config, data, bf16_steps, autocast=True),
         },
         repeats=3,
     )
@@ -134,13 +141,19 @@ def main():
     parser.add_argument("--n", type=int, default=360)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--train-steps", type=int, default=60)
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the speed table, written to OUT/speed.json (quality: `cfgdistill evaluate`)")
     args = parser.parse_args()
     teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
-
-    report = evaluate(teacher, student, DEFAULT_GUIDANCE, args.steps, args.n)
     timing = speed(teacher, student, args.steps, 200, args.train_steps)
-    report["speed"] = timing
-    report["machine"] = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    machine = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    if args.speed_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "speed.json").write_text(json.dumps({**timing, "machine": machine}, indent=2) + "\n")
+        print("\n".join(speed_lines(timing)))
+        return
+    report = evaluate(teacher, student, DEFAULT_GUIDANCE, args.steps, args.n)
+    report["speed"], report["machine"] = timing, machine
     write_report(report, args.out, teacher.meta["conditioning"]["class_names"])
     print((args.out / "report.md").read_text())
     print(json.dumps(timing, indent=2))

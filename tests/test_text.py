@@ -1,6 +1,8 @@
 """Text conditioning: captions, the offline MiniLM encoder and its cache, negative prompts, a text train → distill → sample run."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from cfgdistill.cli import main
 from cfgdistill.conditioning import ENCODER, NULL_PROMPT, TEXT_DIM, TextConditioning, captions, prompt_encoder
 from cfgdistill.data import FASHION_CLASSES
 from cfgdistill.guidance import cfg, cfg_prediction
+from cfgdistill.sampling import sample
 
 from conftest import tiny_denoiser
 
@@ -96,6 +99,28 @@ def test_a_text_teacher_and_student_sample_from_prompts(text_runs, capsys, tmp_p
                  "--prompt", "the digit 3", "--negative-prompt", "the digit 8", "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and "takes no negative condition" in err and len(err.strip().splitlines()) == 1
+
+
+def benchmark_module():
+    path = Path(__file__).parents[1] / "benchmarks" / "run.py"
+    spec = importlib.util.spec_from_file_location("benchmark_run", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("kind", ["class", "text"])
+def test_our_sampler_equals_the_benchmarks_plain_diffusers_loop(kind, text_runs, schedule):
+    """The bench times our CFG loop against a plain one written on diffusers; both must draw the same pixels."""
+    if kind == "text":  # a trained v-prediction checkpoint
+        checkpoint = load_checkpoint(text_runs / "teacher")
+        model, schedule, cond = checkpoint.model, checkpoint.noise_schedule, prompt_encoder()(["the digit 3", "a handwritten seven", "nine"])
+    else:
+        model, cond = tiny_denoiser(), torch.tensor([3, 7, 9])
+    ours = sample(model, schedule, cond, s=2.5, steps=4, seed=0, batch_size=2)
+    plain = benchmark_module().plain_cfg_loop(model, schedule, cond, 2.5, 4, seed=0)
+    assert torch.allclose(ours, plain, atol=1e-5)
+    assert not torch.allclose(plain, benchmark_module().plain_cfg_loop(model, schedule, cond, 1.0, 4, seed=0), atol=1e-3)
 
 
 def test_a_text_checkpoint_reloads_to_identical_output(text_runs):

@@ -215,22 +215,25 @@ def markdown(report: dict) -> str:
             lines += ["", "Hardest prompts (teacher / student): " + "; ".join(
                 f"\"{p}\" {100 * a['teacher']:.0f}% / {100 * a['student']:.0f}%" for p, a in hardest) + ". Every prompt's figure is in report.json."]
     if "speed" in report:
-        v = report["speed"]
-        lines += [
-            "",
-            f"## Speed (s = {v['s']:g}, {v['n']} samples, {v['steps']} steps, measured side by side in one run)",
-            "",
-            "| measure | value |",
-            "| --- | --- |",
-            f"| student / teacher samples per second | {v['student_over_teacher_samples_per_s']:.2f}x |",
-            f"| our CFG sampling time / plain diffusers loop | {v['ours_over_plain_diffusers_time']:.3f} (max pixel difference {v['ours_vs_plain_max_abs_difference']:.1e}) |",
-            f"| sampler efficiency (network time / total), teacher | {v['sampler_efficiency_teacher']:.3f} |",
-            f"| sampler efficiency, student | {v['sampler_efficiency_student']:.3f} |",
-            f"| teacher training, ours / plain fp32 loop (steps/s, batch {v['batch_size']}) | {v['train_ours_over_plain']:.2f}x "
-            f"({v['train_steps_per_s_ours']:.2f} vs {v['train_steps_per_s_plain_fp32']:.2f}) |",
-            f"| plain loop with bf16 autocast (steps/s) | {v['train_steps_per_s_plain_bf16_autocast']:.2f} |",
-        ]
+        lines += ["", *speed_lines(report["speed"])]
     return "\n".join(lines) + "\n"
+
+
+def speed_lines(v: dict) -> list:
+    """The speed measurements of `benchmarks/run.py` as a markdown heading and table."""
+    return [
+        f"## Speed (s = {v['s']:g}, {v['n']} samples, {v['steps']} steps, measured side by side in one run)",
+        "",
+        "| measure | value |",
+        "| --- | --- |",
+        f"| student / teacher samples per second | {v['student_over_teacher_samples_per_s']:.2f}x |",
+        f"| our CFG sampling time / plain diffusers loop | {v['ours_over_plain_diffusers_time']:.3f} (max pixel difference {v['ours_vs_plain_max_abs_difference']:.1e}) |",
+        f"| sampler efficiency (network time / total), teacher | {v['sampler_efficiency_teacher']:.3f} |",
+        f"| sampler efficiency, student | {v['sampler_efficiency_student']:.3f} |",
+        f"| teacher training, ours / plain fp32 loop (steps/s, batch {v['batch_size']}) | {v['train_ours_over_plain']:.2f}x "
+        f"({v['train_steps_per_s_ours']:.2f} vs {v['train_steps_per_s_plain_fp32']:.2f}) |",
+        f"| plain loop with bf16 autocast (steps/s) | {v['train_steps_per_s_plain_bf16_autocast']:.2f} |",
+    ]
 
 
 def write_report(report: dict, out: Path, class_names) -> None:
