@@ -6,7 +6,6 @@
 Absolute times on a shared machine mean little; the ratios are what to read.
 """
 
-import argparse
 import json
 import platform
 import statistics
@@ -18,9 +17,11 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from cfgdistill.checkpoint import load_checkpoint
+from cfgdistill.cli import Parser, positive_int
 from cfgdistill.conditioning import condition_for, make_conditioning
 from cfgdistill.data import load_dataset
 from cfgdistill.diffusion import make_noise_schedule
+from cfgdistill.errors import UserError
 from cfgdistill.evaluation.report import DEFAULT_GUIDANCE, evaluate, speed_lines, write_report
 from cfgdistill.loop import RunOptions
 from cfgdistill.models import Denoiser
@@ -135,16 +136,19 @@ def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("demo-out"), help="folder with teacher/ and student/")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
-    parser.add_argument("--n", type=int, default=360)
-    parser.add_argument("--steps", type=int, default=25)
-    parser.add_argument("--train-steps", type=int, default=60)
+    parser.add_argument("--n", type=positive_int, default=360)
+    parser.add_argument("--steps", type=positive_int, default=25)
+    parser.add_argument("--train-steps", type=positive_int, default=60)
     parser.add_argument("--speed-only", action="store_true",
                         help="only the speed table, written to OUT/speed.json (quality: `cfgdistill evaluate`)")
     args = parser.parse_args()
-    teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
+    try:
+        teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
+    except UserError as error:
+        parser.exit(1, f"run.py: error: {error}\n")
     timing = speed(teacher, student, args.steps, 200, args.train_steps)
     machine = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
     if args.speed_only:
