@@ -1,9 +1,27 @@
-"""cfgdistill: classifier-free guidance and guidance distillation for diffusion models."""
+"""cfgdistill: classifier-free guidance and guidance distillation for diffusion models.
 
-import os
+The public API mirrors the command line, one function per command, each taking its config dataclass:
 
-# Everything is local: never let diffusers or huggingface_hub reach for a hub.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    from cfgdistill import TrainConfig, DistillConfig, RunOptions, train_teacher, distill, sample, evaluate
+
+Importing the package is light: torch and diffusers load on first use of a function, and nothing in the
+caller's environment changes.
+"""
+
+from .config import DemoConfig, DistillConfig, EvaluateConfig, RunOptions, SampleConfig, TrainConfig
+from .errors import ExtrapolationWarning, UserError
 
 __version__ = "0.1.0"
+
+_API = ("train_teacher", "distill", "sample", "evaluate", "load")
+
+__all__ = [*_API, "DemoConfig", "DistillConfig", "EvaluateConfig", "ExtrapolationWarning", "RunOptions",
+           "SampleConfig", "TrainConfig", "UserError"]
+
+
+def __getattr__(name):
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'cfgdistill' has no attribute {name!r}")

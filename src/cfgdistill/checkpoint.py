@@ -1,17 +1,19 @@
-"""Checkpoints: a folder in diffusers' save_pretrained layout plus `cfgdistill.json`. Loading reads JSON and safetensors only."""
+"""Checkpoints: a folder in diffusers' save_pretrained layout plus `cfgdistill.json`, read as typed metadata.
+
+Loading reads JSON and safetensors only, so a checkpoint from a stranger cannot run code.
+"""
 
 import json
-import os
-import shutil
-import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from diffusers import DDPMScheduler
 from diffusers.utils import logging as diffusers_logging
 
+from .conditioning import conditioning_from_meta
 from .errors import UserError
-from .models import Denoiser
+from .io import atomic, check_output_dir, write_text
+from .networks import Denoiser
+from .processes import PROCESSES
 
 META_FILE = "cfgdistill.json"
 FORMAT_VERSION = 1
@@ -20,40 +22,79 @@ CONVENTION = "s: pred = uncond + s*(cond - uncond); s=0 unconditional, s=1 condi
 
 
 @dataclass
-class Checkpoint:
-    model: Denoiser
-    noise_schedule: DDPMScheduler
-    meta: dict
+class DataMeta:
+    name: str
+    image_shape: list
+    train_images: int
+
+
+@dataclass
+class GuidanceMeta:
+    convention: str = CONVENTION
+    trained_range: list | None = None  # a student's distilled s range
+    rule: str = "cfg"  # the guidance rule a student reproduces (a teacher is guided by any)
+
+
+@dataclass
+class Meta:
+    """What `cfgdistill.json` holds; `conditioning` is the conditioning object's own record."""
+
+    kind: str
+    prediction_type: str
+    data: DataMeta
+    conditioning: dict
+    training: dict
+    guidance: GuidanceMeta = field(default_factory=GuidanceMeta)
+    process: str = "vp"
+    format: str = "cfgdistill"
+    version: int = FORMAT_VERSION
 
     @classmethod
-    def create(cls, model, noise_schedule, *, kind, dataset, training, conditioning=None) -> "Checkpoint":
-        """`conditioning` (class or text, from conditioning.py) defaults to class labels."""
-        meta = {
-            "format": "cfgdistill",
-            "version": FORMAT_VERSION,
-            "kind": kind,
-            "prediction_type": noise_schedule.config.prediction_type,
-            "guidance": {"convention": CONVENTION, "trained_range": model.config.guidance_range},
-            "data": {"name": dataset.name, "image_shape": list(dataset.image_shape), "train_images": len(dataset)},
-            "conditioning": {
-                "num_classes": dataset.num_classes,
-                "class_names": list(dataset.class_names),
-                **(conditioning.meta() if conditioning is not None else {"type": "class", "null_class": dataset.num_classes}),
-            },
-            "training": training,
-        }
-        return cls(model, noise_schedule, meta)
+    def from_dict(cls, raw: dict, where) -> "Meta":
+        if not isinstance(raw, dict) or raw.get("format") != "cfgdistill":
+            raise UserError(f"{where} does not describe a cfgdistill checkpoint")
+        if raw.get("version") != FORMAT_VERSION:
+            raise UserError(f"{where.parent} has checkpoint format version {raw.get('version')}; "
+                            f"this cfgdistill reads {FORMAT_VERSION}")
+        if raw.get("kind") not in KINDS:
+            raise UserError(f"{where}: kind must be one of {', '.join(KINDS)}, got {raw.get('kind')!r}")
+        try:
+            known = {f.name for f in fields(cls)}
+            meta = cls(**{k: v for k, v in raw.items() if k in known})
+            meta.data, meta.guidance = DataMeta(**meta.data), GuidanceMeta(**meta.guidance)
+        except TypeError as error:
+            raise UserError(f"{where}: {error}") from None
+        return meta
+
+
+@dataclass
+class Checkpoint:
+    model: Denoiser
+    process: object  # a forward process (processes/)
+    conditioning: object  # ClassConditioning or TextConditioning
+    meta: Meta
+
+    @classmethod
+    def create(cls, model, process, *, kind, dataset, training, conditioning, rule="cfg") -> "Checkpoint":
+        guidance = GuidanceMeta(trained_range=model.config.guidance_range, rule=rule)
+        data = DataMeta(dataset.name, list(dataset.image_shape), len(dataset))
+        meta = Meta(kind, process.prediction_type, data, conditioning.to_meta(), training, guidance, process.name)
+        return cls(model, process, conditioning, meta)
 
     @property
     def kind(self) -> str:
-        return self.meta["kind"]
+        return self.meta.kind
 
     @property
     def num_classes(self) -> int:
-        return self.meta["conditioning"]["num_classes"]
+        return self.conditioning.num_classes
+
+    @property
+    def class_names(self) -> list:
+        return self.conditioning.class_names
 
     def save(self, path, overwrite: bool = False) -> Path:
-        """Write the parts into a temporary folder, then move them in with cfgdistill.json last.
+        """Replace the network, the scheduler and cfgdistill.json, the last one last.
 
         A folder is a checkpoint only once cfgdistill.json is there, so a crash never leaves a loadable half.
         Other entries of the folder (a run's checkpoints/ and logs/) are kept.
@@ -61,70 +102,35 @@ class Checkpoint:
         path = Path(path)
         check_output_dir(path, overwrite)
         path.mkdir(parents=True, exist_ok=True)
-        tmp = path / f".model.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp / "denoiser")
-        self.noise_schedule.save_pretrained(tmp / "scheduler")
-        (tmp / META_FILE).write_text(json.dumps(self.meta, indent=2) + "\n")
         (path / META_FILE).unlink(missing_ok=True)
-        for part in ("denoiser", "scheduler"):
-            shutil.rmtree(path / part, ignore_errors=True)
-            (tmp / part).rename(path / part)
-        (tmp / META_FILE).rename(path / META_FILE)
-        tmp.rmdir()
+        with atomic(path / "denoiser") as tmp:
+            self.model.save_pretrained(tmp)
+        with atomic(path / "scheduler") as tmp:
+            self.process.save(tmp)
+        write_text(path / META_FILE, json.dumps(asdict(self.meta), indent=2) + "\n")
         return path
 
 
-def check_output_dir(path, overwrite: bool = False):
-    """Refuse, before any work is done, an output folder that holds something or cannot be written."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"output {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
-        raise UserError(f"output folder {path} is not empty; pass --overwrite to replace it")
-    probe_writable(path if path.is_dir() else nearest_existing(path.resolve().parent), path)
-
-
-def nearest_existing(path: Path) -> Path:
-    while not path.exists():
-        path = path.parent
-    return path
-
-
-def probe_writable(folder: Path, output: Path):
-    """Create and remove a file where the output will go: the only test that also holds for root and read-only mounts."""
-    if not folder.is_dir():
-        raise UserError(f"output folder {output} cannot be written: {folder} is not a folder")
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".cfgdistill-probe-"):
-            pass
-    except OSError as error:
-        raise UserError(f"output folder {output} cannot be written: {error.strerror}") from None
-
-
-def load_checkpoint(path) -> Checkpoint:
-    """Load a teacher or a student; any problem becomes a one-line UserError."""
-    path = Path(path)
+def read_meta(path: Path) -> Meta:
     if not path.is_dir():
         raise UserError(f"checkpoint folder {path} does not exist")
     meta_path = path / META_FILE
     if not meta_path.is_file():
         raise UserError(f"{path} is not a cfgdistill checkpoint (no {META_FILE})")
     try:
-        meta = json.loads(meta_path.read_text())
+        raw = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise UserError(f"{meta_path} is not valid JSON: {error}") from None
-    if not isinstance(meta, dict) or meta.get("format") != "cfgdistill":
-        raise UserError(f"{meta_path} does not describe a cfgdistill checkpoint")
-    if meta.get("version") != FORMAT_VERSION:
-        raise UserError(f"{path} has checkpoint format version {meta.get('version')}; this cfgdistill reads {FORMAT_VERSION}")
-    if meta.get("kind") not in KINDS:
-        raise UserError(f"{meta_path}: kind must be one of {', '.join(KINDS)}, got {meta.get('kind')!r}")
+    return Meta.from_dict(raw, meta_path)
+
+
+def load_network(path: Path, process_class):
+    """The network and forward process of a checkpoint folder; never a pickled .bin."""
     verbosity = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # misfitting weights are refused below in one line, not warned about
     try:
-        model, info = Denoiser.from_pretrained(path / "denoiser", use_safetensors=True, output_loading_info=True)  # never a pickled .bin
-        noise_schedule = DDPMScheduler.from_pretrained(path / "scheduler")
+        model, info = Denoiser.from_pretrained(path / "denoiser", use_safetensors=True, output_loading_info=True)
+        process = process_class.load(path / "scheduler")
     except Exception as error:  # diffusers raises many types for missing or damaged files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"cannot load the network in {path}: {first_line}") from None
@@ -134,9 +140,22 @@ def load_checkpoint(path) -> Checkpoint:
     if misfits:  # diffusers would leave these weights random (or on the meta device) and only warn
         raise UserError(f"the weights in {path} do not fit this version's network ({', '.join(misfits[:4])}); "
                         "it was written by another cfgdistill version: retrain it")
-    model.eval()
-    if model.config.guidance_embedding != (meta["kind"] == "student"):
-        raise UserError(f"{path}: the network does not match its kind {meta['kind']!r}")
-    if noise_schedule.config.prediction_type != meta.get("prediction_type"):
+    return model.eval(), process
+
+
+def load(path) -> Checkpoint:
+    """Load a teacher or a student; any problem becomes a one-line UserError."""
+    path = Path(path)
+    meta = read_meta(path)
+    if meta.process not in PROCESSES:
+        raise UserError(f"{path}: unknown forward process {meta.process!r}")
+    model, process = load_network(path, PROCESSES[meta.process])
+    if model.takes_guidance != (meta.kind == "student"):
+        raise UserError(f"{path}: the network does not match its kind {meta.kind!r}")
+    if process.prediction_type != meta.prediction_type:
         raise UserError(f"{path}: the scheduler's prediction type does not match {META_FILE}")
-    return Checkpoint(model, noise_schedule, meta)
+    try:
+        conditioning = conditioning_from_meta(meta.conditioning)
+    except (KeyError, TypeError) as error:
+        raise UserError(f"{path / META_FILE}: conditioning lacks {error}") from None
+    return Checkpoint(model, process, conditioning, meta)

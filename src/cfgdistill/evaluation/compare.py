@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..sampling import sample
+from ..pipelines.sample import generate
 
 
 def paired_error(x_student: torch.Tensor, x_teacher: torch.Tensor) -> float:
@@ -44,20 +44,20 @@ class Run:
         return len(self.images) / self.seconds
 
 
-def timed_sample(model, noise_schedule, labels, s, steps, sampler="ddim", seed=0, batch_size=256) -> Run:
+def timed_sample(model, process, cond, s, steps, sampler="ddim", seed=0, batch_size=256) -> Run:
     """Sample once, measuring wall time and network evaluations per image."""
     with count_rows(model) as counter:
         start = time.perf_counter()
-        images = sample(model, noise_schedule, labels, s=s, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
+        images = generate(model, process, cond, s=s, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
         seconds = time.perf_counter() - start
-    return Run(images, seconds, counter["rows"] / len(labels))
+    return Run(images, seconds, counter["rows"] / len(cond))
 
 
-def compare(teacher, student, noise_schedule, labels, s, steps, sampler="ddim", seed=0, batch_size=256) -> tuple:
+def compare(teacher, student, process, labels, s, steps, sampler="ddim", seed=0, batch_size=256) -> tuple:
     """Teacher and student at the same s, steps, seeds and labels; returns (teacher run, student run, summary)."""
     args = dict(s=s, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
-    t_run = timed_sample(teacher, noise_schedule, labels, **args)
-    s_run = timed_sample(student, noise_schedule, labels, **args)
+    t_run = timed_sample(teacher, process, labels, **args)
+    s_run = timed_sample(student, process, labels, **args)
     summary = {
         "s": s,
         "n": len(labels),

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 DATASETS = ("digits", "fashion-mnist")
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

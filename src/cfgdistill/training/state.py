@@ -1,20 +1,23 @@
-"""Resumable training state: safetensors plus JSON, written to a temporary folder and renamed into place.
+"""A run's state on disk: resumable checkpoints, the run folder's rules, resume checks and stop signals.
 
-A checkpoint is `checkpoints/step-NNNNNNN/` holding `state.safetensors`, `state.json` and, written last,
-`COMPLETE`. Nothing here unpickles, so a checkpoint from a stranger cannot run code.
+A checkpoint is `checkpoints/step-NNNNNNN/` holding `state.safetensors`, `state.json` and `COMPLETE`,
+written as one folder and renamed into place. Nothing here unpickles, so a checkpoint from a stranger
+cannot run code.
 """
 
 import json
-import os
 import re
 import shutil
+import signal
+import threading
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import UserError
+from ..errors import UserError
+from ..io import atomic, check_output_dir
 
 TENSORS, META, MARKER = "state.safetensors", "state.json", "COMPLETE"
 STATE_FORMAT = "cfgdistill-training-state"
@@ -32,30 +35,17 @@ def clear_run(out):
         shutil.rmtree(stale, ignore_errors=True)
 
 
-def _write(path: Path, write):
-    """Write a file and flush it to disk before anything that depends on it."""
-    write(path)
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
-
-
 def save_state(out, step: int, tensors: dict, meta: dict, total_limit: int | None = None) -> Path:
     """Write the state for `step`; keep at most `total_limit` complete checkpoints, dropping the oldest."""
     root = checkpoint_root(out)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     meta = {"format": STATE_FORMAT, "version": STATE_VERSION, "step": step, **meta}
-    _write(tmp / TENSORS, lambda p: save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, p))
-    _write(tmp / META, lambda p: p.write_text(json.dumps(meta, indent=2) + "\n"))
-    _write(tmp / MARKER, lambda p: p.write_text(f"{step}\n"))
-    if final.exists():  # a rerun of a step after resuming from an earlier one
-        old = root / f".{final.name}.old-{os.getpid()}"
-        final.rename(old)
-        shutil.rmtree(old)
-    tmp.rename(final)
+    with atomic(final) as tmp:  # replaces a step rerun after resuming from an earlier one
+        tmp.mkdir()
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp / TENSORS)
+        (tmp / META).write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / MARKER).write_text(f"{step}\n")
     if total_limit:
         complete, _ = scan(out)
         for stale in complete[:-total_limit]:
@@ -143,3 +133,75 @@ def restore(tensors: dict, meta: dict, model, ema, optimizer, lr_schedule, path,
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda_states)
+
+
+def prepare_run_folder(run):
+    """A run folder is fresh, resumed (`resume`) or replaced (`overwrite`); anything else is refused untouched.
+    An overwritten run's old checkpoints and logs are cleared by the loop, once the new run has passed its checks."""
+    if run.resume is not None:
+        check_output_dir(run.out, overwrite=True)
+        if run.resume != "latest" and not Path(run.resume).is_dir():
+            raise UserError(f"--resume {run.resume}: no such checkpoint folder (use 'latest' or a checkpoints/step-N folder)")
+        return
+    if checkpoint_root(run.out).is_dir() and not run.overwrite:
+        raise UserError(f"{run.out} holds a training run; pass --resume latest to continue it or --overwrite to start over")
+    check_output_dir(run.out, run.overwrite)
+
+
+def find_resume(run, log) -> Path | None:
+    """The checkpoint a run continues from: `resume` itself, the newest complete one (latest), or none."""
+    if run.resume is None:
+        return None
+    if run.resume != "latest":
+        return Path(run.resume)
+    if run.out is None:
+        raise UserError("resume latest needs a run folder to look in")
+    complete, incomplete = scan(run.out)
+    for path in incomplete:
+        log(f"skipping incomplete checkpoint {path}")
+    if not complete:
+        log(f"no complete checkpoint in {checkpoint_root(run.out)}; starting a new run")
+        return None
+    return complete[-1]
+
+
+def check_same_run(meta: dict, kind: str, recipe: dict, path):
+    """Refuse to continue a checkpoint of another kind or other settings, naming the first setting that differs."""
+    if meta.get("kind") != kind:
+        raise UserError(f"cannot resume {path}: it holds a {meta.get('kind')} run, this run trains a {kind}")
+    saved, recipe = meta.get("recipe", {}), json.loads(json.dumps(recipe))  # tuples compare as JSON lists
+    for key in sorted(set(saved) | set(recipe)):
+        old, new = saved.get(key, "<absent>"), recipe.get(key, "<absent>")
+        if old != new:
+            raise UserError(f"cannot resume {path}: it was written with {key} = {old}, this run has {new}")
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the state at `step` was saved to `path` (None without a run folder)."""
+
+    def __init__(self, signum: int, step: int, path):
+        self.signum, self.step, self.path = signum, step, path
+        where = f"checkpoint saved to {path}; continue with --resume latest" if path else "nothing was saved"
+        super().__init__(f"interrupted by {signal.Signals(signum).name} at step {step}; {where}")
+
+
+class StopSignals:
+    """Turn the first SIGINT/SIGTERM into a request to stop at the end of the step; a second one stops at once."""
+
+    def __init__(self):
+        self.signum, self.previous = None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)

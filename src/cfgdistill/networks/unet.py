@@ -1,4 +1,4 @@
-"""Denoiser networks built from diffusers blocks: the class-conditional teacher and its guidance-embedded student."""
+"""Our UNet on diffusers blocks: the class- or text-conditional teacher and its guidance-embedded student."""
 
 import torch
 from torch import nn
@@ -75,6 +75,10 @@ class Denoiser(ModelMixin, ConfigMixin):
             self.label_embedding = nn.Embedding(num_classes + 1, dim)
             nn.init.normal_(self.label_embedding.weight, std=0.02)
         self.guidance_in = GuidanceEmbedding(dim) if guidance_embedding else None
+
+    @property
+    def takes_guidance(self) -> bool:
+        return bool(self.config.guidance_embedding)
 
     @property
     def sample_shape(self) -> tuple:

@@ -1,0 +1,106 @@
+"""The Python API, one function per command, each taking the command's config dataclass (config.py).
+
+    teacher = train_teacher(TrainConfig(steps=1200), RunOptions(out="runs/teacher"))
+    student = distill(teacher, DistillConfig(steps=600), RunOptions(out="runs/student"))
+    images = sample(student, SampleConfig(s=3, labels=["7"], n=8, out="sevens.png"))
+    evaluation = evaluate(teacher, student, EvaluateConfig(n=100, out="report"))
+"""
+
+import math
+from pathlib import Path
+
+import torch
+
+from .checkpoint import Checkpoint, load
+from .config import EvaluateConfig, SampleConfig
+from .errors import UserError
+from .evaluation.markdown import write_report
+from .evaluation.report import Evaluation
+from .evaluation.report import evaluate as evaluate_pair
+from .images import save_array, save_image, tile
+from .io import check_file_output, check_output_dir
+from .pipelines.distill import distill
+from .pipelines.sample import check_labels, generate
+from .pipelines.train import train_teacher
+
+__all__ = ["check_outputs", "distill", "evaluate", "load", "sample", "train_teacher"]
+
+
+def _checkpoint(model) -> Checkpoint:
+    return model if isinstance(model, Checkpoint) else load(model)
+
+
+def resolve_labels(items: list, class_names: list) -> list:
+    """Class names or indices to indices; a name wins where it is also a number (digits' "3")."""
+    labels = []
+    for item in items:
+        if item in class_names:
+            labels.append(class_names.index(item))
+        elif str(item).lstrip("-").isdigit():
+            labels.append(int(item))
+        else:
+            raise UserError(f"unknown class {item!r}; the classes are: {', '.join(class_names)}")
+    return labels
+
+
+def conditions(checkpoint: Checkpoint, config: SampleConfig) -> tuple:
+    """(cond, negative, columns of the grid) for what `config` asks: prompts, labels, or every class."""
+    conditioning, n = checkpoint.conditioning, config.n
+    if config.prompt is not None and config.labels is not None:
+        raise UserError("give --prompt or --labels, not both")
+    if config.negative_prompt is not None and conditioning.kind != "text":
+        raise UserError("--negative-prompt needs a text-conditioned model; this one takes class labels")
+    if config.prompt is not None:
+        rows = config.prompt * math.ceil((n or len(config.prompt)) / len(config.prompt))
+        cond, columns = conditioning.encode(prompts=rows[: n or len(config.prompt)]), len(config.prompt)
+    else:
+        given = config.labels is not None
+        labels = resolve_labels(config.labels, conditioning.class_names) if given else list(range(checkpoint.num_classes))
+        if not labels:
+            raise UserError("--labels is empty")
+        check_labels(torch.tensor(labels), checkpoint.num_classes)
+        n = n or (len(labels) if given else 10 * checkpoint.num_classes)
+        cond = conditioning.encode(labels=torch.tensor(labels).repeat(math.ceil(n / len(labels)))[:n])
+        columns = len(labels)
+    negative = None if config.negative_prompt is None else conditioning.encode(prompts=[config.negative_prompt] * len(cond))
+    return cond, negative, columns
+
+
+def check_outputs(config: SampleConfig):
+    """Refuse, before any sampling, an output path that cannot be written."""
+    for path, suffix in ((config.out, ".png"), (config.out_array, ".npy")):
+        if path is not None:
+            check_file_output(path, suffix)
+
+
+def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -> torch.Tensor:
+    """N×C×H×W samples in [-1, 1]; with `config.out` (and `out_array`) also the PNG grid (and a .npy array)."""
+    config = (config or SampleConfig()).validate()
+    check_outputs(config)
+    checkpoint = _checkpoint(model)
+    rule = checkpoint.meta.guidance.rule
+    cond, negative, columns = conditions(checkpoint, config)
+    images = generate(checkpoint.model, checkpoint.process, cond, s=config.s, rule=rule, steps=config.steps,
+                      sampler=config.sampler, seed=config.seed, negative=negative, batch_size=config.batch_size,
+                      progress=not config.quiet)
+    if config.out is not None:
+        save_image(tile(images, ncol=min(len(images), columns)), config.out)
+    if config.out_array is not None:
+        save_array(images, config.out_array)
+    return images
+
+
+def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluation:
+    """Teacher and student side by side at every s of `config.guidance`; with `config.out`, the report files."""
+    config = (config or EvaluateConfig()).validate()
+    if config.out is not None:
+        check_output_dir(config.out, config.overwrite)
+    teacher, student = _checkpoint(teacher), _checkpoint(student)
+    if teacher.kind != "teacher" or student.kind != "student":
+        raise UserError(f"--teacher must hold a teacher and --student a student; got {teacher.kind} and {student.kind}")
+    if teacher.meta.data.name != student.meta.data.name:
+        raise UserError("teacher and student were trained on different datasets")
+    evaluation = evaluate_pair(teacher, student, config)
+    if config.out is not None:
+        write_report(evaluation, config.out)
+    return evaluation

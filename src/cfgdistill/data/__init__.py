@@ -1,0 +1,5 @@
+"""Training data: image datasets (datasets.py) and the captions text models learn from (captions.py)."""
+
+from .datasets import DATASETS, FASHION_CLASSES, ImageDataset, load_dataset, split
+
+__all__ = ["DATASETS", "FASHION_CLASSES", "ImageDataset", "load_dataset", "split"]

@@ -1,0 +1,86 @@
+"""The guided denoiser: one closure turns (model, rule, s, negative) into `denoiser(x_t, t, cond) -> pred`.
+
+A teacher runs its conditional and unconditional (or negative) branches in one batched pass
+(k-diffusion's `cat([x, x])`) and the rule combines them; a guidance-distilled student runs once, with s.
+"""
+
+import math
+import warnings
+
+import torch
+
+from ..errors import ExtrapolationWarning, UserError
+from ..networks import takes_guidance
+from . import get_rule
+
+
+def check_guidance(s: float) -> float:
+    """Return s as a float, refusing NaN and infinities."""
+    s = float(s)
+    if not math.isfinite(s):
+        raise UserError(f"guidance scale must be a finite number, got {s}")
+    return s
+
+
+@torch.no_grad()
+def predict_pair(model, x_t, t, cond, negative=None) -> tuple:
+    """(model(x_t, t, cond), model(x_t, t, negative)), by default negative = the null condition.
+
+    One batched pass when the model has `null_condition` (or a negative is given) and cond is known;
+    otherwise two calls, the unconditional first. Runs where the model lives, returns where x_t is.
+    """
+    here = x_t.device
+    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else here
+    t = torch.as_tensor(t, device=device).expand(x_t.shape[0])
+    x_t, cond, negative = (None if v is None else v.to(device) for v in (x_t, cond, negative))
+    if negative is None and cond is not None and hasattr(model, "null_condition"):
+        negative = model.null_condition(cond)
+    if negative is None or cond is None:
+        pred_uncond = model(x_t, t, negative)
+        return model(x_t, t, cond).to(here), pred_uncond.to(here)
+    pred_cond, pred_uncond = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, negative])).chunk(2)
+    return pred_cond.to(here), pred_uncond.to(here)
+
+
+def guided(model, s, rule: str = "cfg", negative=None, **options):
+    """A denoiser (x_t, t, cond) -> the prediction at guidance s, for one sampling path (or batch of paths).
+
+    Rules that depend on the step index or keep state along the path get both from the closure.
+    """
+    s = check_guidance(s) if not torch.is_tensor(s) else s
+    if takes_guidance(model):
+        return student_denoiser(model, s, negative)
+    combine, state = get_rule(rule), {"step": 0}
+    exact = getattr(combine, "exact_at", {}).get(float(s)) if not torch.is_tensor(s) else None
+
+    def denoiser(x_t, t, cond):
+        if cond is None and negative is None:
+            return model(x_t, t, None)
+        if exact == "cond":
+            return model(x_t, t, cond)
+        if exact == "uncond":
+            return model(x_t, t, negative)
+        pred_cond, pred_uncond = predict_pair(model, x_t, t, cond, negative)
+        pred = combine(pred_cond, pred_uncond, s, t=t, step=state["step"], state=state, **options)
+        state["step"] += 1
+        return pred
+
+    return denoiser
+
+
+def check_request(model, s, negative=None):
+    """Refuse, before any sampling, what no denoiser can do: a non-finite s, or a negative for a student."""
+    if not torch.is_tensor(s):
+        check_guidance(s)
+    if negative is not None and takes_guidance(model):
+        raise UserError("a guidance-distilled student has no unconditional branch, so it takes no negative condition")
+
+
+def student_denoiser(model, s, negative=None):
+    """One pass per step at any s; s outside the distilled range is allowed, with a warning."""
+    check_request(model, s, negative)
+    low, high = model.config.guidance_range
+    if not torch.is_tensor(s) and not low <= s <= high:
+        warnings.warn(f"the student was distilled on s in [{low:g}, {high:g}]; s = {s:g} is extrapolated",
+                      ExtrapolationWarning, stacklevel=2)
+    return lambda x_t, t, cond: model(x_t, t, cond, s=s)

@@ -1,0 +1,93 @@
+"""Output files and folders: refused before any work if they cannot be written, and replaced atomically.
+
+Every writer goes through `atomic`: the new content is written beside its destination under a hidden
+temporary name, flushed, and renamed onto it, so a crash or a full disk never leaves half a file.
+"""
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _fsync(path: Path):
+    for item in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+        with open(item, "rb") as handle:
+            os.fsync(handle.fileno())
+
+
+def _remove(path: Path):
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic(path, suffix: str = ""):
+    """Yield a temporary path beside `path`; once the block succeeds it replaces `path` (a file or a folder).
+
+    `suffix` keeps an extension that a writer insists on (numpy adds `.npy` to any other name).
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    _remove(tmp)
+    try:
+        yield tmp
+        _fsync(tmp)
+        if tmp.is_dir() and path.exists():  # a folder cannot be renamed onto a non-empty one
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            path.rename(old)
+            tmp.rename(path)
+            _remove(old)
+        else:
+            os.replace(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def write_text(path, text: str) -> Path:
+    with atomic(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def check_output_dir(path, overwrite: bool = False):
+    """Refuse, before any work is done, an output folder that holds something or cannot be written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"output {path} exists and is not a folder")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise UserError(f"output folder {path} is not empty; pass --overwrite to replace it")
+    probe_writable(path if path.is_dir() else nearest_existing(path.resolve().parent), path)
+
+
+def check_file_output(path, suffix: str):
+    """An output file: its extension, an existing folder to hold it, and not a folder itself."""
+    path = Path(path)
+    if path.suffix.lower() != suffix:
+        raise UserError(f"{path} should end in {suffix}")
+    if not path.parent.is_dir():
+        raise UserError(f"folder {path.parent} does not exist")
+    if path.is_dir():
+        raise UserError(f"{path} is a folder")
+
+
+def nearest_existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def probe_writable(folder: Path, output: Path):
+    """Create and remove a file where the output will go: the only test that holds for root and read-only mounts."""
+    if not folder.is_dir():
+        raise UserError(f"output folder {output} cannot be written: {folder} is not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".cfgdistill-probe-"):
+            pass
+    except OSError as error:
+        raise UserError(f"output folder {output} cannot be written: {error.strerror}") from None

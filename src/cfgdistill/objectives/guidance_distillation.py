@@ -1,0 +1,135 @@
+"""Guidance distillation, stage 1 of Meng et al. (CVPR 2023): one student pass learns a guidance rule's output."""
+
+import torch
+import torch.nn.functional as F
+
+from ..guidance import predict_pair
+from .base import Objective
+from .trajectories import TeacherTrajectories
+
+# Named in a guidance-loss run's recipe, so that a run begun under another weighting is not resumed under this one.
+GUIDANCE_WEIGHTING = "1 / (mean RMS + |s - 1| RMS(t)), mean 1 over t at each s"
+
+
+class GuidanceDistillation(Objective):
+    """Student(x_t, t, c, s) against rule(teacher cond, teacher uncond, s) at the same x_t, t, c; s ~ U[s_min, s_max].
+
+    x_t is noised data, and with `trajectory_fraction` > 0 partly the teacher's own guided sampling states.
+    The target is one batched teacher evaluation at the student's own x_t and t, not a sampling loop.
+    """
+
+    name = "student"
+
+    def __init__(self, teacher, process, conditioning, config, rule, dataset=None):
+        self.teacher, self.process, self.conditioning, self.config, self.rule = teacher, process, conditioning, config, rule
+        self.trajectories = TeacherTrajectories(teacher, process, conditioning, config, rule)
+        self.guidance_rms = None
+        if config.loss_space == "guidance":
+            if dataset is None:
+                raise ValueError("loss space 'guidance' measures the teacher on data: pass the dataset")
+            self.guidance_rms = guidance_size(teacher, process, conditioning, dataset).sqrt()
+
+    def to(self, device):
+        self.teacher.to(device)
+
+    def draw(self, x_0, labels, generator) -> dict:
+        """One row per image or path state; its `s` column holds the `s_draws` scales the student learns it at."""
+        x_t, t, _ = self.process.noisy_batch(x_0, generator)
+        cond = self.conditioning.draw(labels, generator, self.config.p_uncond)
+        s_min, s_max = self.config.guidance_min, self.config.guidance_max
+        s = s_min + (s_max - s_min) * torch.rand(x_0.shape[0], generator=generator)
+        unknown = torch.full_like(x_t, float("nan"))
+        rows = {"x_t": x_t, "t": t, "cond": cond, "s": s, "pred_cond": unknown, "pred_uncond": unknown}
+        n = round(self.config.trajectory_fraction * x_0.shape[0])
+        if n > 0:
+            paths, keep = self.trajectories.draw(n, x_0.shape[1:], generator), x_0.shape[0] - n
+            rows = {key: torch.cat([value[:keep], paths[key].to(value.dtype)]) for key, value in rows.items()}
+        rows["s"] = self.spread(rows["s"])
+        return rows
+
+    def spread(self, s: torch.Tensor) -> torch.Tensor:
+        """Each row's s, then s_draws − 1 more evenly spaced around [s_min, s_max] from it (a shifted lattice).
+
+        The teacher's cond and uncond outputs give its guided target at every s for the price of one, so
+        extra scales per row cost only student passes, and evenly spaced ones cover the range better than
+        independent draws. A path's own s comes first, so the path keeps the scale it is sampled at.
+        """
+        k = torch.arange(1, self.config.s_draws, dtype=s.dtype)
+        s_min, s_max = self.config.guidance_min, self.config.guidance_max
+        if s_max == s_min:
+            return s[:, None].expand(-1, self.config.s_draws).clone()
+        u = (s[:, None] - s_min) / (s_max - s_min) + k / self.config.s_draws
+        return torch.cat([s[:, None], s_min + (s_max - s_min) * (u - u.floor())], dim=1)
+
+    def teacher_outputs(self, rows: dict) -> tuple:
+        """The teacher's (cond, uncond) at every row; noised-data rows get their teacher pass here, on this process."""
+        pred_cond, pred_uncond = rows["pred_cond"], rows["pred_uncond"]
+        missing = pred_cond.flatten(1).isnan().any(1)
+        if missing.any():
+            mask = missing.view(-1, *[1] * (pred_cond.ndim - 1))
+            pair = predict_pair(self.teacher, *(rows[key][missing] for key in ("x_t", "t", "cond")))
+            pred_cond, pred_uncond = (old.masked_scatter(mask, new.float().to(old.dtype))
+                                      for old, new in zip((pred_cond, pred_uncond), pair))
+        return pred_cond, pred_uncond
+
+    def loss(self, student, rows: dict) -> torch.Tensor:
+        pred_cond, pred_uncond = self.teacher_outputs(rows)
+        draws, s = rows["s"].shape[1], rows["s"].flatten()  # row i at its scales: rows i·draws ... (i + 1)·draws − 1
+        x_t, t, cond, pred_cond, pred_uncond = (
+            value.repeat_interleave(draws, dim=0) for value in (rows["x_t"], rows["t"], rows["cond"], pred_cond, pred_uncond))
+        target = self.rule(pred_cond.float(), pred_uncond.float(), s, t=t)
+        pred = student(x_t, t, cond, s).float()
+        if self.config.loss_space == "prediction":
+            return F.mse_loss(pred, target)
+        return ((pred - target).square().flatten(1).mean(1) * self.row_weight(t, s)).mean()
+
+    def row_weight(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The weight of a row's squared prediction error.
+
+        "eps" turns it into the squared error of the eps it implies (VP with v: alpha_bar_t). In v space the
+        noisiest rows, where the guidance term is largest, dominate the loss; in eps space the mid and low
+        noise rows, where a class's fine detail is drawn, count as much.
+
+        "guidance" divides instead by the size of the guidance correction the row asks for, |s − 1| times the
+        RMS of the teacher's cond − uncond at t, plus a floor (that RMS's mean over t), then scales each s's
+        weights to average 1 over t. In v space the guidance direction's mean square falls ~70× from t = 999
+        to t = 500, and a v-space student under-guides the mid and low noise steps at high s; at s = 1, where
+        there is no correction, the weight is flat, as in v space, because there the class is decided at high
+        noise. Weights blind to s traded s = 1 against s = 5 (docs/fashion-experiments.md).
+        """
+        if self.guidance_rms is not None:
+            rms = self.guidance_rms.to(t.device)
+            inv = 1 / (rms.mean() + (s[:, None] - 1).abs() * rms[None, :])  # (rows, every t)
+            return inv.gather(1, t[:, None]).squeeze(1) / inv.mean(1)
+        return self.process.eps_weight(t)
+
+    def state_dict(self) -> dict:
+        return dict(self.trajectories.state or {})
+
+    def load_state_dict(self, state: dict):
+        self.trajectories.state = dict(state) if state else None
+
+
+@torch.no_grad()
+def guidance_size(teacher, process, conditioning, dataset, points: int = 16, rows: int = 64) -> torch.Tensor:
+    """The teacher's mean squared |cond − uncond| at every training t.
+
+    Measured on `rows` images spread evenly through the data (a folder lists its classes in turn) at
+    `points` evenly spaced t with fixed noise, and interpolated in log space, so it costs about `points`
+    teacher batches and every process (and a resume) gets the same.
+    """
+    n = min(rows, len(dataset))
+    index = torch.linspace(0, len(dataset) - 1, n).round().long()
+    x_0, cond = dataset.images[index].float(), conditioning.for_classes(dataset.labels[index])
+    generator = torch.Generator().manual_seed(0)
+    num_t = process.num_train_timesteps
+    grid = torch.linspace(0, num_t - 1, points).round().long()
+    log_size = []
+    for t in grid:
+        x_t = process.add_noise(x_0, torch.randn(x_0.shape, generator=generator), t.expand(n))
+        pred_cond, pred_uncond = predict_pair(teacher, x_t, t, cond)
+        log_size.append((pred_cond - pred_uncond).float().square().mean().clamp_min(1e-12).log())
+    log_size = torch.stack(log_size)
+    at = torch.arange(num_t, dtype=torch.float32) * (points - 1) / (num_t - 1)
+    low = at.floor().long().clamp(max=points - 2)
+    return torch.lerp(log_size[low], log_size[low + 1], at - low).exp()

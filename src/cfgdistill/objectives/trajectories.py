@@ -1,0 +1,64 @@
+"""States on the teacher's own guided sampling paths, as distillation inputs."""
+
+import torch
+
+from ..guidance import predict_pair
+
+
+class TeacherTrajectories:
+    """Rows on the teacher's guided deterministic paths, each advanced one sampler step per training step.
+
+    Noised data q(x_t | x_0) misses the states that guided sampling visits at high s; a student trained
+    only there drifts off them. Advancing a row needs the teacher's guided output at it, which is that
+    row's distillation target anyway, so the paths cost no extra teacher passes.
+    """
+
+    def __init__(self, teacher, process, conditioning, config, rule):
+        self.teacher, self.conditioning, self.config, self.rule = teacher, conditioning, config, rule
+        self.path = process.deterministic_path(config.trajectory_steps)
+        self.timesteps = self.path.timesteps
+        self.state = None  # {"x_t", "k" (index into timesteps), "cond", "s"}
+
+    def fresh(self, n: int, image_shape: tuple, generator: torch.Generator) -> dict:
+        """New paths from pure noise, with a random class (or null) condition and s ~ U[s_min, s_max]."""
+        labels = torch.randint(0, self.teacher.config.num_classes, (n,), generator=generator)
+        s_min, s_max = self.config.guidance_min, self.config.guidance_max
+        return {"x_t": torch.randn((n, *image_shape), generator=generator), "k": torch.zeros(n, dtype=torch.long),
+                "cond": self.conditioning.draw(labels, generator, self.config.p_uncond),
+                "s": s_min + (s_max - s_min) * torch.rand(n, generator=generator)}
+
+    def pair(self) -> tuple:
+        """The teacher's (cond, uncond) outputs at every path state, in float32."""
+        t = self.timesteps[self.state["k"]]
+        return tuple(pred.float() for pred in predict_pair(self.teacher, self.state["x_t"], t, self.state["cond"]))
+
+    def guide(self, pred_cond, pred_uncond) -> torch.Tensor:
+        return self.rule(pred_cond, pred_uncond, self.state["s"], t=self.timesteps[self.state["k"]])
+
+    def advance(self, pred: torch.Tensor, moving: torch.Tensor, generator: torch.Generator):
+        """One deterministic step for the `moving` rows; a path that reached t = 0 starts again from noise."""
+        state = self.state
+        state["x_t"] = self.path.step(pred, state["x_t"], state["k"], moving)
+        state["k"] = state["k"] + moving.long()
+        done = state["k"] == len(self.path)
+        if done.any():
+            new = self.fresh(int(done.sum()), pred.shape[1:], generator)
+            for key, value in new.items():
+                state[key][done] = value
+
+    def start(self, n: int, image_shape: tuple, generator: torch.Generator):
+        """n paths at staggered steps, so one batch does not hold a single t."""
+        self.state = self.fresh(n, image_shape, generator)
+        stop = torch.randint(0, len(self.path), (n,), generator=generator)
+        for _ in range(int(stop.max())):
+            self.advance(self.guide(*self.pair()), self.state["k"] < stop, generator)
+
+    def draw(self, n: int, image_shape: tuple, generator: torch.Generator) -> dict:
+        """n rows with the teacher's pair at them (the same n every step); the paths then move one step on."""
+        if self.state is None:
+            self.start(n, image_shape, generator)
+        pred_cond, pred_uncond = self.pair()
+        rows = {"x_t": self.state["x_t"].clone(), "t": self.timesteps[self.state["k"]], "cond": self.state["cond"].clone(),
+                "s": self.state["s"].clone(), "pred_cond": pred_cond, "pred_uncond": pred_uncond}
+        self.advance(self.guide(pred_cond, pred_uncond), torch.ones(n, dtype=torch.bool), generator)
+        return rows

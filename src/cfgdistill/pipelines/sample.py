@@ -1,0 +1,62 @@
+"""One sampling loop for any denoiser over diffusers schedulers: guided for a teacher, one pass for a student."""
+
+import torch
+from tqdm.auto import tqdm
+
+from ..errors import UserError
+from ..guidance import guided
+from ..guidance.denoiser import check_request
+
+
+def initial_noise(seeds, shape, device="cpu") -> torch.Tensor:
+    """x_T with each image drawn from its own generator, so an image does not depend on batch size."""
+    images = [torch.randn(shape, generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
+    return torch.stack(images).to(device)
+
+
+def check_labels(labels: torch.Tensor, num_classes: int):
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if len(bad):
+        raise UserError(f"label {int(bad[0])} is outside the model's classes 0..{num_classes - 1}")
+
+
+def denoise(denoiser, sampler, x_T, cond=None, steps: int = 25, progress=False, callback=None):
+    """Run the reverse process from x_T; `callback(i, t, x_t)` sees every step (k-diffusion's hook)."""
+    sampler.set_timesteps(steps, device=x_T.device)
+    x = x_T * sampler.init_noise_sigma
+    for i, t in enumerate(tqdm(sampler.timesteps, desc="sample", disable=not progress, leave=False)):
+        pred = denoiser(sampler.scale_model_input(x, t), t.expand(x.shape[0]), cond)
+        x = sampler.step(pred, t, x).prev_sample
+        if callback is not None:
+            callback(i, t, x)
+    return x
+
+
+@torch.no_grad()
+def generate(model, process, cond=None, *, n: int | None = None, s: float = 1.0, rule: str = "cfg", steps: int = 25,
+             sampler: str = "ddim", seed: int = 0, negative=None, shape: tuple | None = None, batch_size: int = 256,
+             progress: bool = False, callback=None) -> torch.Tensor:
+    """Draw N×C×H×W samples in [-1, 1]. Image i starts from noise seeded with seed + i.
+
+    `model(x_t, t, cond)` may be a cfgdistill network or any callable (cond None = unconditional);
+    a teacher is guided by `rule`, a student runs once per step. `process` is the forward process.
+    """
+    n = len(cond) if cond is not None else n
+    if n is None or n <= 0:
+        raise UserError(f"the number of samples must be > 0, got {n}")
+    if steps <= 0:
+        raise UserError(f"steps must be > 0, got {steps}")
+    if cond is not None and hasattr(model, "config") and not getattr(model.config, "text_dim", None):
+        check_labels(cond, model.config.num_classes)
+    shape = shape or model.sample_shape
+    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
+    check_request(model, s, negative)
+    chunks = []
+    for start in tqdm(range(0, n, batch_size), desc="batches", disable=not progress or n <= batch_size):
+        stop = min(n, start + batch_size)
+        x_T = initial_noise(range(seed + start, seed + stop), shape, device)
+        part, neg = (None if c is None else c[start:stop].to(device) for c in (cond, negative))
+        denoiser = guided(model, s, rule, neg)
+        x_0 = denoise(denoiser, process.sampler(sampler), x_T, part, steps=steps, progress=progress, callback=callback)
+        chunks.append(x_0.clamp(-1, 1).cpu())
+    return torch.cat(chunks)

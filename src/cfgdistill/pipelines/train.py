@@ -1,0 +1,65 @@
+"""`train`: a class- or text-conditional teacher with condition dropout (Ho & Salimans 2022)."""
+
+from dataclasses import asdict, replace
+
+import torch
+
+from ..checkpoint import Checkpoint
+from ..conditioning import new_conditioning
+from ..config import RunOptions, TrainConfig
+from ..data import ImageDataset, load_dataset
+from ..errors import UserError
+from ..networks import Denoiser
+from ..objectives import Denoising
+from ..processes import VP
+from ..training.accelerator import is_main_process
+from ..training.loop import fit
+from ..training.state import prepare_run_folder
+from .preview import class_preview
+
+
+def check_unet_levels(size: int, levels: int):
+    """Each UNet level but the last halves the image and the way up doubles it, so the halvings must be exact."""
+    factor = 2 ** (levels - 1)
+    if size % factor:
+        raise UserError(f"{size}×{size} images cannot pass {levels} UNet levels (--block-out-channels): "
+                        f"each level but the last halves the image, so its side must be a multiple of {factor}")
+
+
+def make_teacher_network(config: TrainConfig, dataset: ImageDataset, conditioning) -> Denoiser:
+    channels, size, _ = dataset.image_shape
+    check_unet_levels(size, len(config.block_out_channels))
+    model = Denoiser(
+        sample_size=size,
+        in_channels=channels,
+        num_classes=dataset.num_classes,
+        block_out_channels=tuple(config.block_out_channels),
+        layers_per_block=config.layers_per_block,
+        attention=config.attention,
+        scale_shift=config.scale_shift,
+        text_dim=conditioning.text_dim,
+    )
+    if conditioning.text_dim:
+        model.null_text.copy_(conditioning.null)
+    return model
+
+
+def train_teacher(config: TrainConfig, run: RunOptions | None = None, dataset: ImageDataset | None = None) -> Checkpoint:
+    """Train a teacher. With `run.out`, checkpoints and logs go there and the model is saved there at the end."""
+    config.validate()
+    run = run or RunOptions()
+    if run.out is not None:
+        prepare_run_folder(run)
+    dataset = dataset or load_dataset(config.data, "train", image_size=config.image_size)
+    conditioning = new_conditioning(config.conditioning, dataset.name, dataset.class_names)
+    config = replace(config, conditioning=conditioning.kind)
+    process = VP.create(config.prediction)
+    torch.manual_seed(config.seed)
+    model = make_teacher_network(config, dataset, conditioning)
+    objective = Denoising(process, conditioning, config.p_uncond)
+    fit(model, objective, dataset, config, run, {"data_images": len(dataset)}, class_preview(process, conditioning))
+    teacher = Checkpoint.create(model.cpu(), process, kind="teacher", dataset=dataset, training=asdict(config),
+                                conditioning=conditioning)
+    if run.out is not None and is_main_process():
+        teacher.save(run.out, overwrite=True)
+    return teacher

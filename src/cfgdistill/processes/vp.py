@@ -1,0 +1,113 @@
+"""The variance-preserving DDPM process on diffusers' noise schedule, its targets and its samplers."""
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+
+from ..config import PREDICTIONS, SAMPLERS
+from ..errors import UserError
+
+SCHEDULERS = {
+    "ddim": DDIMScheduler,  # deterministic (eta = 0)
+    "dpm++": DPMSolverMultistepScheduler,  # DPM-Solver++(2M)
+    "euler": EulerDiscreteScheduler,
+}
+assert tuple(SCHEDULERS) == SAMPLERS
+
+
+class VP:
+    """x_t = sqrt(alpha_bar_t)·x_0 + sqrt(1 − alpha_bar_t)·eps, t ∈ {0, …, T − 1}, on a cosine schedule.
+
+    The network predicts eps or v = sqrt(alpha_bar_t)·eps − sqrt(1 − alpha_bar_t)·x_0 (Salimans & Ho 2022).
+    """
+
+    name = "vp"
+
+    def __init__(self, schedule: DDPMScheduler):
+        self.schedule = schedule
+
+    @classmethod
+    def create(cls, prediction_type: str = "epsilon", num_train_timesteps: int = 1000) -> "VP":
+        """No x_0 clipping: DDIM clips x_0 without recomputing eps, which leaves guided samples noisy."""
+        if prediction_type not in PREDICTIONS:
+            raise UserError(f"prediction type must be one of {', '.join(PREDICTIONS)}, got {prediction_type!r}")
+        return cls(DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
+                                 prediction_type=prediction_type, clip_sample=False))
+
+    @classmethod
+    def load(cls, folder) -> "VP":
+        return cls(DDPMScheduler.from_pretrained(folder))
+
+    def save(self, folder):
+        self.schedule.save_pretrained(folder)
+
+    @property
+    def prediction_type(self) -> str:
+        return self.schedule.config.prediction_type
+
+    @property
+    def num_train_timesteps(self) -> int:
+        return self.schedule.config.num_train_timesteps
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        return self.schedule.alphas_cumprod
+
+    def draw_t(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """t ~ U{0, ..., T-1}, one per sample."""
+        return torch.randint(0, self.num_train_timesteps, (n,), generator=generator)
+
+    def add_noise(self, x_0, eps, t):
+        return self.schedule.add_noise(x_0, eps, t)
+
+    def target(self, x_0, eps, t):
+        """What the network learns to predict at (x_t, t): eps or v."""
+        if self.prediction_type == "epsilon":
+            return eps
+        return self.schedule.get_velocity(x_0, eps, t)
+
+    def noisy_batch(self, x_0: torch.Tensor, generator: torch.Generator) -> tuple:
+        """Draw t and eps, and return (x_t, t, eps) from q(x_t | x_0)."""
+        t = self.draw_t(x_0.shape[0], generator)
+        eps = torch.randn(x_0.shape, generator=generator)
+        return self.add_noise(x_0, eps, t), t, eps
+
+    def eps_weight(self, t: torch.Tensor) -> torch.Tensor:
+        """The factor that turns a row's squared prediction error at t into its squared eps error.
+
+        eps = sqrt(alpha_bar_t)·v + sqrt(1 − alpha_bar_t)·x_t, so an error in v is sqrt(alpha_bar_t) as large in eps.
+        """
+        if self.prediction_type == "epsilon":
+            return torch.ones(t.shape, device=t.device)
+        return self.alphas_cumprod.to(t.device)[t]
+
+    def sampler(self, name: str):
+        """A fresh diffusers scheduler on this schedule; "trailing" spacing starts from t = T − 1."""
+        if name not in SCHEDULERS:
+            raise UserError(f"unknown sampler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
+        return SCHEDULERS[name].from_config(self.schedule.config, timestep_spacing="trailing")
+
+    def deterministic_path(self, steps: int) -> "DeterministicPath":
+        return DeterministicPath(self.sampler("ddim"), steps)
+
+
+class DeterministicPath:
+    """The deterministic sampler's grid, stepping rows that stand at different points of it.
+
+    Teacher trajectories move many paths at once, each at its own step; every row goes through the same
+    diffusers DDIM step that sampling uses.
+    """
+
+    def __init__(self, scheduler, steps: int):
+        scheduler.set_timesteps(steps)
+        self.scheduler, self.timesteps = scheduler, scheduler.timesteps.long()  # descending, as sampling runs them
+
+    def __len__(self) -> int:
+        return len(self.timesteps)
+
+    def step(self, pred: torch.Tensor, x_t: torch.Tensor, k: torch.Tensor, moving: torch.Tensor) -> torch.Tensor:
+        """x_t with each `moving` row advanced one step from grid index k[row]; other rows unchanged."""
+        out = x_t.clone()
+        for index in k[moving].unique().tolist():
+            rows = moving & (k == index)
+            out[rows] = self.scheduler.step(pred[rows], int(self.timesteps[index]), x_t[rows]).prev_sample
+        return out

@@ -1,0 +1,188 @@
+"""The training loop that teacher training and distillation share, on Hugging Face Accelerate.
+
+Every random draw of step k comes from a generator seeded with (seed, k) over the *global* batch, and each
+process takes its rows. So a run is the same with 1 or N processes, and resuming at step k needs only k.
+"""
+
+import signal
+import sys
+import time
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from ..config import LoopConfig, RunOptions
+from ..data import ImageDataset
+from ..errors import UserError
+from . import state
+from .accelerator import any_process, make_accelerator, reset_accelerate
+
+STEP_DRAWS, EPOCH_ORDER = 0, 1  # independent random streams of one seed
+
+
+def seeded(seed: int, stream: int, index: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, stream, index]).generate_state(1)[0]))
+
+
+def global_batch(data: ImageDataset, size: int, seed: int, step: int) -> tuple:
+    """Batch number `step` (1-based) of a stream of seeded epochs, each a permutation cut into whole batches."""
+    if size > len(data):
+        raise UserError(f"the global batch ({size} images) exceeds the {len(data)} training images")
+    per_epoch = len(data) // size
+    epoch, position = divmod(step - 1, per_epoch)
+    order = torch.randperm(len(data), generator=seeded(seed, EPOCH_ORDER, epoch))
+    index = order[position * size : (position + 1) * size]
+    return data.images[index], data.labels[index]
+
+
+def split_rows(batch: dict, parts: int, index: int) -> dict:
+    return {k: v.chunk(parts)[index] if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def fit(model, objective, data: ImageDataset, config: LoopConfig, run: RunOptions | None = None,
+        identity: dict | None = None, preview=None):
+    """AdamW with warm-up and cosine decay, gradient clipping and EMA; returns the model holding its EMA weights.
+
+    `objective.draw(x_0, labels, generator)` makes a global batch (a dict of tensors, one row per sample);
+    `objective.loss(model, rows)` is the loss on this process's rows. `preview(model)`, if given, draws a few
+    samples for TensorBoard. `identity` joins the config in the recipe that a resume must match.
+    """
+    config.validate()
+    run = run or RunOptions()
+    accelerator = make_accelerator(config, run)
+    try:
+        return Training(accelerator, model, objective, data, config, run, identity or {}, preview).run()
+    finally:
+        accelerator.end_training()
+        reset_accelerate()
+
+
+class Training:
+    """One run of the loop: restore, then step, then log and save, until the last step or a signal."""
+
+    def __init__(self, accelerator, model, objective, data, config, run, identity, preview):
+        self.accelerator, self.model, self.objective, self.data = accelerator, model, objective, data
+        self.config, self.run_options, self.preview = config, run, preview
+        self.world, self.accumulation = accelerator.num_processes, config.gradient_accumulation_steps
+        self.global_size = config.batch_size * self.world * self.accumulation
+        self.recipe = {**asdict(config), **identity, "processes": self.world}
+        global_batch(data, self.global_size, config.seed, 1)  # refuses a batch larger than the data before any write
+        if self.world > 1:
+            self.log(f"{self.world} processes in one {torch.distributed.get_backend()} group; global batch {self.global_size}")
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+        warmup = min(config.warmup_steps, config.steps // 10)
+        self.lr_schedule = get_scheduler("cosine", self.optimizer, num_warmup_steps=warmup, num_training_steps=config.steps)
+        self.wrapped, self.optimizer = accelerator.prepare(model, self.optimizer)
+        self.ema = EMAModel(model.parameters(), decay=config.ema_decay, foreach=True)  # after prepare: on the device
+        objective.to(accelerator.device)
+
+    def log(self, text: str):
+        if self.accelerator.is_main_process:
+            tqdm.write(f"cfgdistill: {text}", file=sys.stderr)
+
+    def restore(self) -> int:
+        """The step to continue after: that of the checkpoint resumed, or 0 (clearing an overwritten run)."""
+        run, start = self.run_options, 0
+        resume_from = state.find_resume(run, self.log)
+        if resume_from is not None:
+            tensors, meta = state.load_state(resume_from)
+            state.check_same_run(meta, self.objective.name, self.recipe, resume_from)
+            state.restore(tensors, meta, self.model, self.ema, self.optimizer, self.lr_schedule, resume_from, self.objective)
+            self.ema.to(self.accelerator.device)
+            start = meta["step"]
+            self.log(f"resumed from {resume_from} at step {start}")
+        elif run.overwrite and run.out is not None and self.accelerator.is_main_process:
+            state.clear_run(run.out)
+        self.accelerator.wait_for_everyone()
+        if run.out is not None:
+            self.accelerator.init_trackers(self.objective.name)
+        return start
+
+    def step(self, step: int) -> list:
+        """One optimizer step over `accumulation` micro-batches; returns their detached losses."""
+        accelerator, config = self.accelerator, self.config
+        x_0, labels = global_batch(self.data, self.global_size, config.seed, step)
+        batch = self.objective.draw(x_0, labels, seeded(config.seed, STEP_DRAWS, step))
+        losses = []
+        for micro in range(self.accumulation):
+            rows = split_rows(batch, self.accumulation * self.world, micro * self.world + accelerator.process_index)
+            rows = {k: v.to(accelerator.device) if torch.is_tensor(v) else v for k, v in rows.items()}
+            with accelerator.accumulate(self.wrapped), accelerator.autocast():
+                loss = self.objective.loss(self.wrapped, rows)
+                if any_process(accelerator, not torch.isfinite(loss).item()):
+                    raise self.non_finite(step)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(self.wrapped.parameters(), 1.0)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach().float())
+        self.lr_schedule.step()
+        self.ema.step(self.model.parameters())
+        return losses
+
+    def non_finite(self, step: int) -> UserError:
+        """The NaN/inf guard's message: the step, and which checkpoint is still good."""
+        out = self.run_options.out
+        last, _ = state.scan(out) if out is not None else ([], [])
+        kept = f"the last complete checkpoint, {last[-1]}, is intact" if last else "no checkpoint was written"
+        return UserError(f"{self.objective.name}: the loss is not finite at step {step}; stopped before the update; "
+                         f"{kept}; try a lower --lr")
+
+    def save(self, step: int):
+        path = None
+        if self.accelerator.is_main_process:
+            tensors, meta = state.capture(self.model, self.ema, self.optimizer, self.lr_schedule, self.objective)
+            meta.update(recipe=self.recipe, kind=self.objective.name)
+            path = state.save_state(self.run_options.out, step, tensors, meta, self.run_options.checkpoints_total_limit)
+        self.accelerator.wait_for_everyone()
+        return path or state.checkpoint_root(self.run_options.out) / f"step-{step:07d}"
+
+    def report(self, step: int, losses: list, clock: dict, bar):
+        """Scalars to the progress bar and TensorBoard, and preview grids, at their intervals."""
+        run = self.run_options
+        if step % run.log_every == 0 or step == self.config.steps:
+            loss = self.accelerator.reduce(torch.stack(losses).mean(), "mean").item()
+            now = time.perf_counter()
+            speed = (step - clock["step"]) * self.global_size / (now - clock["time"])
+            clock.update(time=now, step=step)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            lr = self.lr_schedule.get_last_lr()[0]
+            self.accelerator.log({"loss": loss, "lr": lr, "samples_per_s": speed}, step=step)
+        if run.out is not None and run.validate_every and step % run.validate_every == 0 and self.preview:
+            self.log_preview(step)
+
+    def run(self):
+        run, start = self.run_options, self.restore()
+        self.wrapped.train()
+        bar = tqdm(range(start + 1, self.config.steps + 1), desc=self.objective.name, initial=start,
+                   total=self.config.steps, disable=run.quiet or not self.accelerator.is_main_process, dynamic_ncols=True)
+        clock, saved = {"time": time.perf_counter(), "step": start}, {}
+        with state.StopSignals() as signals:
+            for step in bar:
+                self.report(step, self.step(step), clock, bar)
+                if run.out is not None and run.checkpoint_every and step % run.checkpoint_every == 0:
+                    saved[step] = self.save(step)
+                if any_process(self.accelerator, signals.signum is not None):
+                    path = saved.get(step) or (self.save(step) if run.out is not None else None)
+                    raise state.Interrupted(signals.signum or signal.SIGTERM, step, path)
+        self.ema.copy_to(self.model.parameters())
+        return self.model.eval()
+
+    def log_preview(self, step: int):
+        """A grid of samples from the EMA weights, on the main process, into TensorBoard."""
+        if self.accelerator.is_main_process:
+            from ..images import tile
+
+            self.ema.store(self.model.parameters())
+            self.ema.copy_to(self.model.parameters())
+            images = self.preview(self.model.eval())
+            self.model.train()
+            self.ema.restore(self.model.parameters())
+            grid = np.asarray(tile(images.cpu(), ncol=len(images)))[None, None]
+            self.accelerator.get_tracker("tensorboard").log_images({"preview": grid}, step=step)
+        self.accelerator.wait_for_everyone()
