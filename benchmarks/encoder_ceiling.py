@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from cfgdistill.conditioning import captions, class_words, uses_new_word
+from cfgdistill.data.captions import captions, class_words, uses_new_word
 from cfgdistill.data import DATASETS, FASHION_CLASSES
 from cfgdistill.evaluation.encoder import encoder_readouts
 

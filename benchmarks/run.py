@@ -16,23 +16,20 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
-from cfgdistill.checkpoint import load_checkpoint
-from cfgdistill.cli import Parser, positive_int
-from cfgdistill.conditioning import condition_for, make_conditioning
+from cfgdistill import EvaluateConfig, RunOptions, TrainConfig, UserError, evaluate, load, train_teacher
+from cfgdistill.config import POSITIVE
 from cfgdistill.data import load_dataset
-from cfgdistill.diffusion import make_noise_schedule
-from cfgdistill.errors import UserError
-from cfgdistill.evaluation.report import DEFAULT_GUIDANCE, evaluate, speed_lines, write_report
-from cfgdistill.loop import RunOptions
-from cfgdistill.models import Denoiser
-from cfgdistill.sampling import initial_noise, sample
-from cfgdistill.train import TrainConfig, train_teacher
+from cfgdistill.evaluation.markdown import speed_lines, write_report
+from cfgdistill.flags import Parser, argparse_type
+from cfgdistill.networks import Denoiser
+from cfgdistill.pipelines.sample import generate, initial_noise
+from cfgdistill.processes import VP
 
 
 @torch.no_grad()
-def plain_cfg_loop(model, noise_schedule, cond, s, steps, seed=0):
+def plain_cfg_loop(model, process, cond, s, steps, seed=0):
     """CFG sampling written directly on diffusers: DDIM, cond and uncond batched, nothing else."""
-    scheduler = DDIMScheduler.from_config(noise_schedule.config, timestep_spacing="trailing")
+    scheduler = DDIMScheduler.from_config(process.schedule.config, timestep_spacing="trailing")
     scheduler.set_timesteps(steps)
     x = initial_noise(range(seed, seed + len(cond)), model.sample_shape)
     both = torch.cat([cond, model.null_condition(cond)])
@@ -72,20 +69,19 @@ def plain_training(teacher, config: TrainConfig, data, steps: int, autocast: boo
     """A plain fp32 PyTorch + diffusers training loop: the teacher's network, a fresh start, the same batch and dropout."""
     torch.manual_seed(config.seed)
     model = Denoiser.from_config(teacher.model.config)
-    conditioning = make_conditioning(config.conditioning, data.name, data.class_names, config.p_uncond, teacher.meta["conditioning"])
+    conditioning = teacher.conditioning
     generator = torch.Generator().manual_seed(config.seed)
-    schedule = make_noise_schedule(config.prediction)
-    target = schedule.get_velocity if config.prediction == "v_prediction" else (lambda x_0, eps, t: eps)
+    process = VP.create(config.prediction)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     model.train()
     for _ in range(steps):
         index = torch.randint(0, len(data), (config.batch_size,))
-        x_0, cond = data.images[index], conditioning.draw(data.labels[index], generator)
+        x_0, cond = data.images[index], conditioning.draw(data.labels[index], generator, config.p_uncond)
         eps = torch.randn_like(x_0)
         t = torch.randint(0, 1000, (len(x_0),))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            pred = model(schedule.add_noise(x_0, eps, t), t, cond)
-        loss = F.mse_loss(pred.float(), target(x_0, eps, t))
+            pred = model(process.add_noise(x_0, eps, t), t, cond)
+        loss = F.mse_loss(pred.float(), process.target(x_0, eps, t))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -93,17 +89,17 @@ def plain_training(teacher, config: TrainConfig, data, steps: int, autocast: boo
 
 def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes)
-    cond = condition_for(teacher.meta["conditioning"], labels=labels)
-    schedule = teacher.noise_schedule
+    cond = teacher.conditioning.encode(labels=labels)
+    process = teacher.process
     s = 4.0
-    ours = lambda: sample(teacher.model, schedule, cond, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
-    plain = lambda: plain_cfg_loop(teacher.model, schedule, cond, s, steps)  # noqa: E731
-    one_pass = lambda: sample(student.model, schedule, cond, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
+    ours = lambda: generate(teacher.model, process, cond, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
+    plain = lambda: plain_cfg_loop(teacher.model, process, cond, s, steps)  # noqa: E731
+    one_pass = lambda: generate(student.model, process, cond, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
     x_ours, x_plain = ours(), plain()  # also the warm-up
     one_pass()
     t = interleaved({"ours": ours, "plain": plain, "student": one_pass})
 
-    recipe = teacher.meta["training"]
+    recipe = teacher.meta.training
     data = load_dataset(recipe["data"], "train", image_size=recipe.get("image_size"))
     keys = ("data", "batch_size", "lr", "p_uncond", "block_out_channels", "layers_per_block", "attention", "scale_shift",
             "prediction", "conditioning", "image_size")
@@ -111,7 +107,7 @@ def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
     bf16_steps = max(3, train_steps // 10)
     t_train = interleaved(
         {
-            "ours": lambda: train_teacher(config, data, RunOptions(progress=False)),
+            "ours": lambda: train_teacher(config, RunOptions(quiet=True), data),
             "plain": lambda: plain_training(teacher, config, data, train_steps),
             "bf16": lambda: plain_training(teacher, config, data, bf16_steps, autocast=True),
         },
@@ -139,14 +135,14 @@ def main():
     parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("demo-out"), help="folder with teacher/ and student/")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
-    parser.add_argument("--n", type=positive_int, default=360)
-    parser.add_argument("--steps", type=positive_int, default=25)
-    parser.add_argument("--train-steps", type=positive_int, default=60)
+    parser.add_argument("--n", type=argparse_type(POSITIVE), default=360)
+    parser.add_argument("--steps", type=argparse_type(POSITIVE), default=25)
+    parser.add_argument("--train-steps", type=argparse_type(POSITIVE), default=60)
     parser.add_argument("--speed-only", action="store_true",
                         help="only the speed table, written to OUT/speed.json (quality: `cfgdistill evaluate`)")
     args = parser.parse_args()
     try:
-        teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
+        teacher, student = load(args.models / "teacher"), load(args.models / "student")
     except UserError as error:
         parser.exit(1, f"run.py: error: {error}\n")
     timing = speed(teacher, student, args.steps, 200, args.train_steps)
@@ -156,9 +152,9 @@ def main():
         (args.out / "speed.json").write_text(json.dumps({**timing, "machine": machine}, indent=2) + "\n")
         print("\n".join(speed_lines(timing)))
         return
-    report = evaluate(teacher, student, DEFAULT_GUIDANCE, args.steps, args.n)
-    report["speed"], report["machine"] = timing, machine
-    write_report(report, args.out, teacher.meta["conditioning"]["class_names"])
+    evaluation = evaluate(teacher, student, EvaluateConfig(steps=args.steps, n=args.n))
+    evaluation.report["speed"], evaluation.report["machine"] = timing, machine
+    write_report(evaluation, args.out)
     print((args.out / "report.md").read_text())
     print(json.dumps(timing, indent=2))
 

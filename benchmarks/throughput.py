@@ -12,20 +12,19 @@ from pathlib import Path
 
 import torch
 
-from cfgdistill.checkpoint import load_checkpoint
-from cfgdistill.cli import Parser, guidance_list, positive_int
-from cfgdistill.conditioning import condition_for
-from cfgdistill.errors import UserError
-from cfgdistill.sampling import sample
+from cfgdistill import UserError, load
+from cfgdistill.config import FLOATS, POSITIVE
+from cfgdistill.flags import Parser, argparse_type
+from cfgdistill.pipelines.sample import generate
 from run import interleaved
 
 
 def throughput(teacher, student, guidance, n: int, steps: int, repeats: int) -> list:
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
-    cond = condition_for(teacher.meta["conditioning"], labels=labels)
+    cond = teacher.conditioning.encode(labels=labels)
     rows = []
     for s in guidance:
-        fns = {name: (lambda ckpt=ckpt: sample(ckpt.model, ckpt.noise_schedule, cond, s=s, steps=steps, seed=0, batch_size=n))
+        fns = {name: (lambda ckpt=ckpt: generate(ckpt.model, ckpt.process, cond, s=s, steps=steps, seed=0, batch_size=n))
                for name, ckpt in (("teacher", teacher), ("student", student))}
         for fn in fns.values():  # warm-up
             fn()
@@ -40,16 +39,16 @@ def throughput(teacher, student, guidance, n: int, steps: int, repeats: int) -> 
 def main():
     parser = Parser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=Path("demo-out"), help="folder with teacher/ and student/")
-    parser.add_argument("--guidance", type=guidance_list, default=(2.0, 3.0, 5.0), help="comma-separated s values")
-    parser.add_argument("--n", type=positive_int, default=100, help="samples per timing, one batch")
-    parser.add_argument("--steps", type=positive_int, default=20)
-    parser.add_argument("--repeats", type=positive_int, default=3)
+    parser.add_argument("--guidance", type=argparse_type(FLOATS), default=(2.0, 3.0, 5.0), help="comma-separated s values")
+    parser.add_argument("--n", type=argparse_type(POSITIVE), default=100, help="samples per timing, one batch")
+    parser.add_argument("--steps", type=argparse_type(POSITIVE), default=20)
+    parser.add_argument("--repeats", type=argparse_type(POSITIVE), default=3)
     parser.add_argument("--out", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args()
     if args.out and not args.out.parent.is_dir():  # refuse now, not after minutes of timing
         parser.error(f"--out: folder {args.out.parent} does not exist")
     try:
-        teacher, student = load_checkpoint(args.models / "teacher"), load_checkpoint(args.models / "student")
+        teacher, student = load(args.models / "teacher"), load(args.models / "student")
     except UserError as error:
         parser.exit(1, f"throughput: error: {error}\n")
     rows = throughput(teacher, student, args.guidance, args.n, args.steps, args.repeats)

@@ -17,31 +17,31 @@ from pathlib import Path
 
 import torch
 
-from cfgdistill.conditioning import make_conditioning
+from cfgdistill import RunOptions, TrainConfig, train_teacher
+from cfgdistill.conditioning import new_conditioning
 from cfgdistill.data import load_dataset
-from cfgdistill.diffusion import make_noise_schedule
-from cfgdistill.loop import RunOptions, global_batch, seeded
-from cfgdistill.models import Denoiser
-from cfgdistill.train import TeacherObjective, TrainConfig, train_teacher
+from cfgdistill.networks import Denoiser
+from cfgdistill.objectives import Denoising
+from cfgdistill.processes import VP
+from cfgdistill.training.loop import global_batch, seeded
 
 
 def steps_per_s(config, data, repeats: int) -> dict:
     precisions = ["no", "bf16"] + (["fp16"] if torch.cuda.is_available() else [])
-    train_teacher(TrainConfig(**{**config, "steps": 5}), data, RunOptions(progress=False))  # warm-up
+    train_teacher(TrainConfig(**{**config, "steps": 5}), RunOptions(quiet=True), data)  # warm-up
     times = {p: [] for p in precisions}
     for _ in range(repeats):
         for precision in precisions:
             started = time.perf_counter()
-            train_teacher(TrainConfig(**config, mixed_precision=precision), data, RunOptions(progress=False))
+            train_teacher(TrainConfig(**config, mixed_precision=precision), RunOptions(quiet=True), data)
             times[precision].append(time.perf_counter() - started)
     return {p: config["steps"] / statistics.median(t) for p, t in times.items()}
 
 
 def data_share(config, data, step_time: float, repeats: int = 20) -> float:
     """The data path of one step (in-memory batch, noise, t, conditions) as a fraction of the whole step."""
-    schedule = make_noise_schedule("v_prediction")
-    conditioning = make_conditioning(config.get("conditioning") or "class", data.name, data.class_names, 0.1)
-    objective = TeacherObjective(schedule, conditioning, data.num_classes)
+    conditioning = new_conditioning(config.get("conditioning") or "class", data.name, data.class_names)
+    objective = Denoising(VP.create("v_prediction"), conditioning, 0.1)
     started = time.perf_counter()
     for step in range(1, repeats + 1):
         objective.draw(*global_batch(data, config["batch_size"], 0, step), seeded(0, 0, step))
@@ -67,7 +67,7 @@ def resume_gap(config, data) -> dict:
     """Train 2k steps straight, and k steps then k more from the step-k checkpoint; compare the weights."""
     with tempfile.TemporaryDirectory() as tmp:
         half = config["steps"] // 2
-        run = lambda out, **kw: train_teacher(TrainConfig(**config), data, RunOptions(out=Path(tmp) / out, validate_every=0, progress=False, **kw)).model
+        run = lambda out, **kw: train_teacher(TrainConfig(**config), RunOptions(out=Path(tmp) / out, validate_every=0, quiet=True, **kw), data).model
         straight = run("straight", checkpoint_every=half)
         resumed = run("resumed", checkpoint_every=0, resume=str(Path(tmp) / "straight" / "checkpoints" / f"step-{half:07d}"))
     pairs = list(zip(straight.state_dict().values(), resumed.state_dict().values()))

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from cfgdistill.diffusion import make_noise_schedule
-from cfgdistill.models import Denoiser
+from cfgdistill.processes import VP
+from cfgdistill.networks import Denoiser
 
 
 def tiny_denoiser(seed: int = 0, **overrides) -> Denoiser:
@@ -33,7 +33,7 @@ def teacher():
 
 @pytest.fixture
 def schedule():
-    return make_noise_schedule("epsilon")
+    return VP.create("epsilon")
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from cfgdistill.checkpoint import Checkpoint, load_checkpoint
+from cfgdistill.checkpoint import Checkpoint, load as load_checkpoint
 from cfgdistill.data import load_dataset
 from cfgdistill.errors import UserError
-from cfgdistill.models import make_student
-from cfgdistill.sampling import sample
+from cfgdistill.networks import make_student
+from cfgdistill.pipelines.sample import generate
 
 from conftest import tiny_denoiser
 
@@ -33,8 +33,8 @@ def test_save_load_gives_identical_samples(tmp_path, schedule, labels, digits, s
     for model, path, s in ((teacher, teacher_dir, 3.0), (student, student_dir, 3.0)):
         loaded = load_checkpoint(path)
         assert loaded.kind == ("student" if model is student else "teacher")
-        before = sample(model, schedule, labels, s=s, steps=3)
-        after = sample(loaded.model, loaded.noise_schedule, labels, s=s, steps=3)
+        before = generate(model, schedule, labels, s=s, steps=3)
+        after = generate(loaded.model, loaded.process, labels, s=s, steps=3)
         assert torch.equal(before, after)
 
 

@@ -44,14 +44,35 @@ def test_fashion_preset_weights_the_distillation_loss_by_t():
     assert build_parser().parse_args(["distill", "--teacher", "t", "--out", "x"]).loss_space == "prediction"
 
 
-def test_the_light_parser_offers_exactly_what_the_library_accepts():
-    from cfgdistill.distill import LOSS_SPACES
-    from cfgdistill.sampling import SAMPLERS
+def test_the_library_registries_hold_exactly_the_configs_choices():
+    from cfgdistill.config import SAMPLERS
+    from cfgdistill.processes.vp import SCHEDULERS
 
+    assert tuple(SCHEDULERS) == SAMPLERS
     subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
-    option = lambda command, flag: next(a for a in subcommands[command]._actions if flag in a.option_strings)
-    assert tuple(option("distill", "--loss-space").choices) == LOSS_SPACES
-    assert set(option("sample", "--sampler").choices) == set(option("evaluate", "--sampler").choices) == set(SAMPLERS)
+    option = lambda command, flag: next(a for a in subcommands[command]._actions if flag in a.option_strings)  # noqa: E731
+    assert tuple(option("sample", "--sampler").choices) == tuple(option("evaluate", "--sampler").choices) == SAMPLERS
+
+
+def test_a_new_config_field_is_a_flag_with_no_other_edit(monkeypatch):
+    """One place per setting: a field added to a config dataclass appears as a typed, validated flag."""
+    from dataclasses import dataclass
+
+    from cfgdistill import config
+    from cfgdistill.cli import parse
+
+    @dataclass
+    class Wider(config.TrainConfig):
+        dummy_width: int = config.setting(3, "a setting that did not exist", config.POSITIVE)
+
+    monkeypatch.setitem(config.COMMANDS, "train", ("train", (Wider, config.RunOptions)))
+    command, settings = parse(["train", "--out", "x", "--dummy-width", "7"])
+    assert command == "train" and settings[Wider].dummy_width == 7 and settings[Wider].steps == 2000
+    assert parse(["train", "--out", "x"])[1][Wider].dummy_width == 3
+    with pytest.raises(SystemExit):
+        parse(["train", "--out", "x", "--dummy-width", "0"])
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    assert "a setting that did not exist" in sub.format_help()
 
 
 def test_train_distill_sample_end_to_end(trained, capsys, tmp_path):

@@ -7,18 +7,20 @@ import torch
 
 from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import ImageDataset, load_dataset
-from cfgdistill.diffusion import make_noise_schedule
+from cfgdistill.processes import VP
 from cfgdistill.evaluation import classifier as classifier_module
 from cfgdistill.evaluation.metrics import FrechetDistance, accuracy, embed, paired_gap_se, per_class_accuracy, precision_recall, within_class_distance
-from cfgdistill.evaluation.report import evaluate, write_report
-from cfgdistill.models import make_student
+from cfgdistill.config import EvaluateConfig
+from cfgdistill.evaluation.markdown import write_report
+from cfgdistill.evaluation.report import evaluate
+from cfgdistill.networks import make_student
 
 from conftest import tiny_denoiser
 
 
 @pytest.fixture(scope="module")
 def trained(cache):
-    classifier, held_out_accuracy = classifier_module.load_classifier("digits", progress=False)
+    classifier, held_out_accuracy = classifier_module.load_classifier("digits", False)
     return classifier, held_out_accuracy
 
 
@@ -32,7 +34,7 @@ def test_classifier_is_accurate_and_cached(trained, cache, monkeypatch):
     assert held_out_accuracy >= 0.97
     assert list(cache.glob("classifier-digits-*.safetensors"))
     monkeypatch.setattr(classifier_module, "train_classifier", lambda *a, **k: pytest.fail("retrained although cached"))
-    again, again_accuracy = classifier_module.load_classifier("digits", progress=False)
+    again, again_accuracy = classifier_module.load_classifier("digits", False)
     assert again_accuracy == held_out_accuracy
     assert all(torch.equal(a, b) for a, b in zip(classifier.state_dict().values(), again.state_dict().values()))
 
@@ -110,17 +112,19 @@ def test_per_class_accuracy_counts_each_class_on_its_own():
 
 def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_path):
     data = load_dataset("digits", "train")
-    schedule = make_noise_schedule()
+    schedule = VP.create()
     teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
     student = Checkpoint.create(make_student(teacher.model, (1.0, 3.0)), schedule, kind="student", dataset=data, training={})
-    report = evaluate(teacher, student, guidance=(1.0, 4.0), steps=2, n=30, progress=False)
+    evaluation = evaluate(teacher, student, EvaluateConfig(guidance=[1.0, 4.0], steps=2, n=30, quiet=True))
+    report = evaluation.report
+    json.dumps(report, allow_nan=False)  # the report holds figures only, no tensors
     assert [r["extrapolated"] for r in report["rows"]] == [False, True]
     first = report["rows"][0]
     assert first["paired_relative_error"] == 0.0  # a fresh student is the conditional teacher
     assert first["accuracy_gap_se"] == 0.0  # ... so at s = 1 both are judged identically
     assert report["rows"][1]["teacher"]["nfe_per_image"] == 4 and report["rows"][1]["student"]["nfe_per_image"] == 2
     assert [r["nearest_teacher_s"] for r in report["rows"]] == [1.0, 1.0]  # ... which applies no guidance at any s
-    write_report(report, tmp_path, data.class_names)
+    write_report(evaluation, tmp_path)
     for name in ("report.json", "report.md", "fd_vs_s.png", "accuracy_vs_s.png", "fd_vs_accuracy.png", "diversity_vs_s.png", "speed.png", "samples.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "report.json").read_text())

@@ -4,7 +4,12 @@ import pytest
 import torch
 
 from cfgdistill.errors import UserError
-from cfgdistill.guidance import cfg, cfg_prediction, check_guidance
+from cfgdistill.guidance import check_guidance, guided
+from cfgdistill.guidance.rules import cfg
+
+
+def cfg_prediction(model, x_t, t, cond, s, negative=None):
+    return guided(model, s, negative=negative)(x_t, t, cond)
 
 
 class Recorder:
@@ -25,7 +30,7 @@ def test_cfg_matches_the_formula_elementwise():
     torch.manual_seed(0)
     uncond, cond = torch.randn(4, 1, 3, 3), torch.randn(4, 1, 3, 3)
     s = torch.tensor([0.0, 1.0, 2.5, -1.0])
-    out = cfg(uncond, cond, s)
+    out = cfg(cond, uncond, s)
     for i in range(4):
         expected = uncond[i] + float(s[i]) * (cond[i] - uncond[i])
         assert torch.allclose(out[i], expected)
@@ -34,8 +39,8 @@ def test_cfg_matches_the_formula_elementwise():
 def test_cfg_at_zero_is_uncond_and_at_one_is_cond():
     torch.manual_seed(0)
     uncond, cond = torch.randn(2, 1, 4, 4), torch.randn(2, 1, 4, 4)
-    assert torch.equal(cfg(uncond, cond, 0.0), uncond)
-    assert torch.allclose(cfg(uncond, cond, 1.0), cond)
+    assert torch.equal(cfg(cond, uncond, 0.0), uncond)
+    assert torch.allclose(cfg(cond, uncond, 1.0), cond)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])

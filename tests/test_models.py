@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cfgdistill.models import make_student
+from cfgdistill.networks import make_student
 
 from conftest import tiny_denoiser
 

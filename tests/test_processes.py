@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cfgdistill import training_state
+from cfgdistill.training import state as training_state
 from cfgdistill.cli import main
 
 ARGS = ["--steps", "40", "--batch-size", "16", "--checkpoint-every", "2", "--validate-every", "0", "--quiet", "--cpu"]
@@ -22,7 +22,7 @@ WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
 HALF_WRITE = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from cfgdistill import training_state
+    from cfgdistill.training import state as training_state
     from cfgdistill.cli import main
 
     real, calls = training_state.save_file, []

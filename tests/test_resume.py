@@ -11,14 +11,18 @@ import signal
 import pytest
 import torch
 
-from cfgdistill import loop, training_state
+from cfgdistill.training import loop, state as training_state
 from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import load_dataset
-from cfgdistill.diffusion import make_noise_schedule
-from cfgdistill.distill import GUIDANCE_WEIGHTING, DistillConfig, distill
+from cfgdistill.processes import VP
+from cfgdistill.config import DistillConfig
+from cfgdistill.objectives.guidance_distillation import GUIDANCE_WEIGHTING
+from cfgdistill.pipelines.distill import distill
 from cfgdistill.errors import UserError
-from cfgdistill.loop import Interrupted, RunOptions
-from cfgdistill.train import TrainConfig, train_teacher
+from cfgdistill.config import RunOptions
+from cfgdistill.training.state import Interrupted
+from cfgdistill.config import TrainConfig
+from cfgdistill.pipelines.train import train_teacher
 
 from conftest import tiny_denoiser
 
@@ -32,13 +36,13 @@ def data():
 
 def teacher_run(data, out, **run):
     config = TrainConfig(block_out_channels=[8, 16], **TINY)
-    return train_teacher(config, data, RunOptions(out=out, validate_every=0, progress=False, cpu=True, **run)).model
+    return train_teacher(config, RunOptions(out=out, validate_every=0, quiet=True, cpu=True, **run), data).model
 
 
 def student_run(data, out, paths: dict | None = None, **run):
-    teacher = Checkpoint.create(tiny_denoiser(), make_noise_schedule("v_prediction"), kind="teacher", dataset=data, training={})
+    teacher = Checkpoint.create(tiny_denoiser(), VP.create("v_prediction"), kind="teacher", dataset=data, training={})
     config = DistillConfig(**TINY, **(paths or {}))
-    return distill(teacher, config, data, RunOptions(out=out, validate_every=0, progress=False, cpu=True, **run)).model
+    return distill(teacher, config, RunOptions(out=out, validate_every=0, quiet=True, cpu=True, **run), data).model
 
 
 def paths_student_run(data, out, **run):
@@ -101,8 +105,7 @@ def test_overwrite_clears_the_old_run_only_once_the_new_one_starts(data, tmp_pat
     old_logs = {p for p in (tmp_path / "logs").rglob("*") if p.is_file()}
     before = sorted(p.name for p in training_state.scan(tmp_path)[0])
     with pytest.raises(UserError, match="exceeds the"):  # refused before anything is touched
-        train_teacher(TrainConfig(block_out_channels=[8, 16], **{**TINY, "batch_size": 5000}), data,
-                      RunOptions(out=tmp_path, progress=False, cpu=True, overwrite=True))
+        train_teacher(TrainConfig(block_out_channels=[8, 16], **{**TINY, "batch_size": 5000}), RunOptions(out=tmp_path, quiet=True, cpu=True, overwrite=True), data)
     assert sorted(p.name for p in training_state.scan(tmp_path)[0]) == before and len(before) == 6
     teacher_run(data, tmp_path, checkpoint_every=4, overwrite=True)
     assert [p.name for p in training_state.scan(tmp_path)[0]] == ["step-0000004"]
@@ -137,7 +140,7 @@ def test_tensorboard_gets_scalars_and_preview_grids(data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = TrainConfig(block_out_channels=[8, 16], **TINY)
-    train_teacher(config, data, RunOptions(out=tmp_path, log_every=1, validate_every=3, checkpoint_every=0, progress=False, cpu=True))
+    train_teacher(config, RunOptions(out=tmp_path, log_every=1, validate_every=3, checkpoint_every=0, quiet=True, cpu=True), data)
     events = EventAccumulator(str(tmp_path / "logs" / "teacher"), size_guidance={"images": 0}).Reload()
     assert {"loss", "lr", "samples_per_s"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("loss")] == list(range(1, 7))
@@ -146,16 +149,16 @@ def test_tensorboard_gets_scalars_and_preview_grids(data, tmp_path):
 
 def test_gradient_accumulation_matches_one_large_batch(data, tmp_path):
     base = dict(block_out_channels=[8, 16], steps=3, warmup_steps=1, ema_decay=0.0)
-    large = train_teacher(TrainConfig(batch_size=32, **base), data, RunOptions(progress=False, cpu=True)).model
-    accumulated = train_teacher(TrainConfig(batch_size=16, gradient_accumulation_steps=2, **base), data, RunOptions(progress=False, cpu=True)).model
-    small = train_teacher(TrainConfig(batch_size=16, **base), data, RunOptions(progress=False, cpu=True)).model
+    large = train_teacher(TrainConfig(batch_size=32, **base), RunOptions(quiet=True, cpu=True), data).model
+    accumulated = train_teacher(TrainConfig(batch_size=16, gradient_accumulation_steps=2, **base), RunOptions(quiet=True, cpu=True), data).model
+    small = train_teacher(TrainConfig(batch_size=16, **base), RunOptions(quiet=True, cpu=True), data).model
     gap = lambda a, b: max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))
     assert gap(large, accumulated) < 1e-5 < gap(large, small)
 
 
 def test_bf16_mixed_precision_trains(data):
     config = TrainConfig(block_out_channels=[8, 16], mixed_precision="bf16", **TINY)
-    model = train_teacher(config, data, RunOptions(progress=False, cpu=True)).model
+    model = train_teacher(config, RunOptions(quiet=True, cpu=True), data).model
     assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in model.parameters())
 
 

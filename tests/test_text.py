@@ -7,14 +7,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from cfgdistill.checkpoint import load_checkpoint
+from cfgdistill.checkpoint import load as load_checkpoint
 from cfgdistill.cli import main
-from cfgdistill.conditioning import ENCODER, NULL_PROMPT, TEXT_DIM, TextConditioning, captions, prompt_encoder
+from cfgdistill.conditioning import ENCODER, NULL_PROMPT, TEXT_DIM, TextConditioning, prompt_encoder
+from cfgdistill.data.captions import captions
 from cfgdistill.data import FASHION_CLASSES
-from cfgdistill.guidance import cfg, cfg_prediction
-from cfgdistill.sampling import sample
+from cfgdistill.guidance import guided
+from cfgdistill.guidance.rules import cfg
+from cfgdistill.pipelines.sample import generate
 
 from conftest import tiny_denoiser
+
+
+def cfg_prediction(model, x_t, t, cond, s, negative=None):
+    return guided(model, s, negative=negative)(x_t, t, cond)
 
 
 def test_captions_keep_paraphrases_out_of_training():
@@ -45,15 +51,16 @@ def test_each_distinct_prompt_is_encoded_once():
 
 def test_training_draws_reuse_the_encoded_table():
     names = ["Sneaker", "Dress"]
-    conditioning = TextConditioning(*captions("fashion-mnist", names), names, p_uncond=0.5)
+    conditioning = TextConditioning.for_dataset("fashion-mnist", names)
+    table, null_row, counts, _ = conditioning.table
     encoded = prompt_encoder().encoded
     g = torch.Generator().manual_seed(0)
     labels = torch.tensor([0, 1] * 500)
-    cond = conditioning.draw(labels, g)
+    cond = conditioning.draw(labels, g, 0.5)
     assert prompt_encoder().encoded == encoded  # drawing never calls the encoder
     null = (cond == conditioning.null).all(1)
     assert 0.45 < null.float().mean() < 0.55
-    rows = {tuple(r.tolist()) for r in conditioning.table[: conditioning.counts[0]]}
+    rows = {tuple(r.tolist()) for r in table[: counts[0]]}
     assert all(tuple(c.tolist()) in rows for c in cond[(labels == 0) & ~null])  # a sneaker gets sneaker prompts
     assert torch.equal(conditioning.null, prompt_encoder()([NULL_PROMPT])[0])
 
@@ -70,7 +77,7 @@ def test_negative_prompt_algebra_against_separate_passes():
         for s in (0.0, 1.0, 2.5):
             guided = cfg_prediction(model, x_t, t, pos, s, negative=neg)
             assert torch.allclose(guided, p_neg + s * (p_pos - p_neg), atol=1e-5)
-        assert torch.allclose(cfg_prediction(model, x_t, t, pos, 3.0), cfg(p_null, p_pos, 3.0), atol=1e-5)
+        assert torch.allclose(cfg_prediction(model, x_t, t, pos, 3.0), cfg(p_pos, p_null, 3.0), atol=1e-5)
         assert torch.allclose(p_null, model(x_t, t, model.null_text.expand(4, -1)))
 
 
@@ -114,11 +121,11 @@ def test_our_sampler_equals_the_benchmarks_plain_diffusers_loop(kind, text_runs,
     """The bench times our CFG loop against a plain one written on diffusers; both must draw the same pixels."""
     if kind == "text":  # a trained v-prediction checkpoint
         checkpoint = load_checkpoint(text_runs / "teacher")
-        model, schedule, cond = checkpoint.model, checkpoint.noise_schedule, prompt_encoder()(["the digit 3", "a handwritten seven", "nine"])
+        model, schedule, cond = checkpoint.model, checkpoint.process, prompt_encoder()(["the digit 3", "a handwritten seven", "nine"])
     else:
         model, cond = tiny_denoiser(), torch.tensor([3, 7, 9])
     plain_cfg_loop = benchmark_module().plain_cfg_loop
-    ours = sample(model, schedule, cond, s=2.5, steps=4, seed=0, batch_size=2)
+    ours = generate(model, schedule, cond, s=2.5, steps=4, seed=0, batch_size=2)
     plain = plain_cfg_loop(model, schedule, cond, 2.5, 4, seed=0)
     assert torch.allclose(ours, plain, atol=1e-5)
     assert not torch.allclose(plain, plain_cfg_loop(model, schedule, cond, 1.0, 4, seed=0), atol=1e-3)
@@ -135,14 +142,17 @@ def test_a_text_checkpoint_reloads_to_identical_output(text_runs):
 
 
 def test_evaluation_reports_held_out_paraphrases(text_runs):
-    from cfgdistill.evaluation.report import evaluate, markdown
+    from cfgdistill.config import EvaluateConfig
+    from cfgdistill.evaluation.markdown import markdown
+    from cfgdistill.evaluation.report import evaluate
 
     teacher, student = load_checkpoint(text_runs / "teacher"), load_checkpoint(text_runs / "student")
-    report = evaluate(teacher, student, guidance=(1.0, 3.0), steps=2, n=20, progress=False)
+    evaluation = evaluate(teacher, student, EvaluateConfig(guidance=[1.0, 3.0], steps=2, n=20, quiet=True))
+    report = evaluation.report
     h = report["held_out_paraphrases"]
     assert h["prompts"] == 70 and h["s"] == 3.0
     assert 0 <= h["teacher_accuracy"] <= 1 and 0 <= h["student_accuracy"] <= 1
-    assert report["paraphrase_grids"]["teacher"].shape == (70, 1, 8, 8)
+    assert evaluation.paraphrase_grids["teacher"].shape == (70, 1, 8, 8)
     # 4 of each digit's 7 paraphrases use a word never trained on ("a handwritten seven"); the split adds up
     assert h["new_word_prompts"] == 40 and len(h["per_prompt"]) == 70
     assert "this is a handwritten seven" in h["per_prompt"] and "this is the digit 7" in h["per_prompt"]
@@ -178,7 +188,7 @@ def test_encoder_readouts_name_the_class_of_an_unseen_prompt():
 
 
 def test_the_encoder_limit_scores_placed_prompts_by_their_class_and_the_rest_as_misses():
-    from cfgdistill.evaluation.report import encoder_limit
+    from cfgdistill.evaluation.paraphrases import encoder_limit
 
     per_prompt = {"a coat": {"class": "coat", "encoder_places": True}, "a parka": {"class": "coat", "encoder_places": False},
                   "a tote": {"class": "bag", "encoder_places": False}, "a bag": {"class": "bag", "encoder_places": True}}

@@ -3,18 +3,32 @@ import torch
 
 from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.data import ImageDataset, load_dataset, split, load_digits
-from cfgdistill.diffusion import ddim_step, make_noise_schedule, noisy_batch, target
-from cfgdistill.diffusion import add_noise
-from cfgdistill.distill import DistillConfig, DistillObjective, TeacherTrajectories, distill, guidance_size
-from cfgdistill.errors import UserError
-from cfgdistill.guidance import cfg, cfg_prediction
-from cfgdistill.loop import RunOptions, global_batch
-from cfgdistill.models import make_student
-from cfgdistill.sampling import denoise, guided_denoiser, make_sampler
 from cfgdistill.conditioning import ClassConditioning
-from cfgdistill.train import TrainConfig, train_teacher
+from cfgdistill.config import DistillConfig, RunOptions, TrainConfig
+from cfgdistill.errors import UserError
+from cfgdistill.guidance import guided
+from cfgdistill.guidance.rules import cfg
+from cfgdistill.networks import make_student
+from cfgdistill.objectives import GuidanceDistillation
+from cfgdistill.objectives.guidance_distillation import guidance_size
+from cfgdistill.objectives.trajectories import TeacherTrajectories
+from cfgdistill.pipelines.distill import distill
+from cfgdistill.pipelines.sample import denoise
+from cfgdistill.pipelines.train import train_teacher
+from cfgdistill.processes import VP
+from cfgdistill.training.loop import global_batch
 
 from conftest import tiny_denoiser
+
+CLASSES = ClassConditioning([str(d) for d in range(10)])
+
+
+def cfg_prediction(model, x_t, t, cond, s):
+    return guided(model, s)(x_t, t, cond)
+
+
+def DistillObjective(teacher, process, config, dataset=None):
+    return GuidanceDistillation(teacher, process, CLASSES, config, cfg, dataset)
 
 
 def test_digits_are_scaled_to_minus_one_one_with_ten_classes():
@@ -35,23 +49,23 @@ def test_unknown_dataset_is_a_user_error():
 def test_condition_dropout_rate_and_null_class():
     g = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 10, (20000,), generator=g)
-    dropped = ClassConditioning(10, 0.1).draw(labels, g)
+    dropped = CLASSES.draw(labels, g, 0.1)
     rate = (dropped == 10).float().mean().item()
     assert 0.09 < rate < 0.11
     kept = dropped != 10
     assert torch.equal(dropped[kept], labels[kept])
-    assert torch.equal(ClassConditioning(10, 0.0).draw(labels, g), labels)
+    assert torch.equal(CLASSES.draw(labels, g, 0.0), labels)
 
 
 def test_v_prediction_target_is_the_velocity():
-    schedule = make_noise_schedule("v_prediction")
+    schedule = VP.create("v_prediction")
     g = torch.Generator().manual_seed(0)
     x_0 = torch.randn(4, 1, 8, 8)
-    x_t, t, eps = noisy_batch(schedule, x_0, g)
+    x_t, t, eps = schedule.noisy_batch(x_0, g)
     a = schedule.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1)
     sigma = (1 - schedule.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1)
     assert torch.allclose(x_t, a * x_0 + sigma * eps, atol=1e-5)
-    assert torch.allclose(target(schedule, x_0, eps, t), a * eps - sigma * x_0, atol=1e-5)
+    assert torch.allclose(schedule.target(x_0, eps, t), a * eps - sigma * x_0, atol=1e-5)
 
 
 def test_bad_training_settings_are_refused():
@@ -69,7 +83,7 @@ def gap(student, teacher, schedule, data, seed=123):
     """Mean squared student–teacher gap on fixed (x_t, t, s, labels) that training never draws."""
     g = torch.Generator().manual_seed(seed)
     x_0, labels = data.images[:256], data.labels[:256]
-    x_t, t, _ = noisy_batch(schedule, x_0, g)
+    x_t, t, _ = schedule.noisy_batch(x_0, g)
     s = 1 + 5 * torch.rand(len(labels), generator=g)
     with torch.no_grad():
         return torch.mean((student(x_t, t, labels, s) - cfg_prediction(teacher, x_t, t, labels, s)) ** 2).item()
@@ -78,11 +92,11 @@ def gap(student, teacher, schedule, data, seed=123):
 @pytest.mark.parametrize("prediction, loss_space", [("epsilon", "prediction"), ("v_prediction", "eps"), ("v_prediction", "guidance")])
 def test_distillation_shrinks_the_student_teacher_gap(prediction, loss_space):
     data = load_dataset("digits", "train")
-    schedule = make_noise_schedule(prediction)
+    schedule = VP.create(prediction)
     teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
     before = gap(make_student(teacher.model, (1, 6)), teacher.model, schedule, data)
     config = DistillConfig(steps=80, lr=2e-3, ema_decay=0.9, loss_space=loss_space)
-    student = distill(teacher, config, data, run=RunOptions(progress=False))
+    student = distill(teacher, config, RunOptions(quiet=True), data)
     after = gap(student.model, teacher.model, schedule, data)
     assert student.kind == "student"
     assert after < 0.5 * before, (before, after)
@@ -97,8 +111,8 @@ def without_teacher(rows: dict) -> dict:
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 def test_eps_space_loss_is_the_mse_of_the_noise_each_prediction_implies(prediction):
     """Slow reference: each row's prediction to x_0, then to eps, as a DDIM step does; the loss is their mean squared gap."""
-    schedule = make_noise_schedule(prediction)
-    teacher, conditioning = tiny_denoiser(), ClassConditioning(10, p_uncond=0.0)
+    schedule = VP.create(prediction)
+    teacher = tiny_denoiser()
     student = make_student(tiny_denoiser(seed=1), (0, 6))
     g = torch.Generator().manual_seed(0)
     n = 6
@@ -107,7 +121,7 @@ def test_eps_space_loss_is_the_mse_of_the_noise_each_prediction_implies(predicti
     with torch.no_grad():
         target = cfg_prediction(teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
         pred = student(rows["x_t"], rows["t"], rows["cond"], rows["s"])
-        objective = DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space="eps"))
+        objective = DistillObjective(teacher, schedule, DistillConfig(loss_space="eps"))
         loss = objective.loss(student, without_teacher(rows))
     reference = []
     for i in range(n):
@@ -122,15 +136,15 @@ def test_eps_space_loss_is_the_mse_of_the_noise_each_prediction_implies(predicti
 
         reference.append(torch.mean((eps_of(pred[i]) - eps_of(target[i])) ** 2))
     assert torch.allclose(loss, torch.stack(reference).mean(), rtol=1e-4)
-    plain = DistillObjective(teacher, schedule, conditioning, DistillConfig()).loss(student, without_teacher(rows))
+    plain = DistillObjective(teacher, schedule, DistillConfig()).loss(student, without_teacher(rows))
     assert torch.allclose(plain, torch.mean((pred - target) ** 2))
     assert prediction == "epsilon" or not torch.allclose(loss, plain)
 
 
 def test_guidance_size_is_the_teacher_mean_squared_guidance_direction():
     """Slow reference: separate cond and uncond passes at each grid t, with the function's own noise draws."""
-    schedule, teacher = make_noise_schedule("v_prediction"), tiny_denoiser()
-    data, conditioning = load_dataset("digits", "train"), ClassConditioning(10, p_uncond=0.5)
+    schedule, teacher = VP.create("v_prediction"), tiny_denoiser()
+    data, conditioning = load_dataset("digits", "train"), CLASSES
     size = guidance_size(teacher, schedule, conditioning, data, points=4, rows=8)
     assert size.shape == (1000,) and (size > 0).all()
     g = torch.Generator().manual_seed(0)
@@ -140,7 +154,7 @@ def test_guidance_size_is_the_teacher_mean_squared_guidance_direction():
     with torch.no_grad():
         for t in (0, 333, 666, 999):
             t_rows = torch.full((8,), t)
-            x_t = add_noise(schedule, x_0, torch.randn(x_0.shape, generator=g), t_rows)
+            x_t = schedule.add_noise(x_0, torch.randn(x_0.shape, generator=g), t_rows)
             measured[t] = torch.mean((teacher(x_t, t_rows, labels) - teacher(x_t, t_rows, torch.full((8,), 10))) ** 2)
     for t in (0, 333, 666, 999):
         assert torch.allclose(size[t], measured[t], rtol=1e-3)
@@ -150,18 +164,18 @@ def test_guidance_size_is_the_teacher_mean_squared_guidance_direction():
 def test_guidance_size_measures_every_class_of_a_folder_sorted_by_class():
     data = load_dataset("digits", "train")
     order = data.labels.argsort(stable=True)
-    conditioning, seen = ClassConditioning(10, p_uncond=0.5), []
+    conditioning, seen = ClassConditioning(CLASSES.class_names), []
     for_classes = conditioning.for_classes
     conditioning.for_classes = lambda labels: seen.append(labels) or for_classes(labels)
     by_class = ImageDataset(data.name, data.images[order], data.labels[order], data.class_names)
-    guidance_size(tiny_denoiser(), make_noise_schedule("v_prediction"), conditioning, by_class, points=2, rows=64)
+    guidance_size(tiny_denoiser(), VP.create("v_prediction"), conditioning, by_class, points=2, rows=64)
     assert torch.bincount(seen[0], minlength=10).min() >= 5  # about 6 of each class, not 64 zeros
 
 
 def test_guidance_space_loss_divides_each_row_by_the_guidance_correction_it_asks_for():
-    schedule, teacher = make_noise_schedule("v_prediction"), tiny_denoiser()
-    data, conditioning = load_dataset("digits", "train"), ClassConditioning(10, p_uncond=0.0)
-    objective = DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space="guidance"), data)
+    schedule, teacher = VP.create("v_prediction"), tiny_denoiser()
+    data = load_dataset("digits", "train")
+    objective = DistillObjective(teacher, schedule, DistillConfig(loss_space="guidance"), data)
     student = make_student(tiny_denoiser(seed=1), (0, 6))
     g = torch.Generator().manual_seed(0)
     rows = {"x_t": torch.randn(6, 1, 8, 8, generator=g), "t": torch.tensor([0, 10, 400, 600, 900, 999]),
@@ -170,7 +184,7 @@ def test_guidance_space_loss_divides_each_row_by_the_guidance_correction_it_asks
         target = cfg_prediction(teacher, rows["x_t"], rows["t"], rows["cond"], rows["s"])
         pred = student(rows["x_t"], rows["t"], rows["cond"], rows["s"])
         loss = objective.loss(student, without_teacher(rows))
-    rms = guidance_size(teacher, schedule, conditioning, data).sqrt()
+    rms = guidance_size(teacher, schedule, CLASSES, data).sqrt()
     reference = []
     for i in range(6):
         s, floor = rows["s"][i].item(), rms.mean().item()
@@ -182,36 +196,36 @@ def test_guidance_space_loss_divides_each_row_by_the_guidance_correction_it_asks
     one = {"x_t": rows["x_t"][:2], "t": torch.tensor([10, 999]), "cond": rows["cond"][:2], "s": torch.ones(2)}
     with torch.no_grad():
         flat = objective.loss(student, without_teacher(one))
-        plain = DistillObjective(teacher, schedule, conditioning, DistillConfig()).loss(student, without_teacher(one))
+        plain = DistillObjective(teacher, schedule, DistillConfig()).loss(student, without_teacher(one))
     assert torch.allclose(flat, plain, rtol=1e-5)  # at s = 1 there is no correction: v space
     with pytest.raises(ValueError, match="dataset"):
-        DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space="guidance"))
+        DistillObjective(teacher, schedule, DistillConfig(loss_space="guidance"))
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
 def test_teacher_paths_are_the_ddim_sampler_states(prediction):
     """Rows on the teacher's paths, stepped once per draw, visit exactly the states of guided DDIM sampling."""
-    schedule, steps, s = make_noise_schedule(prediction), 5, 3.0
+    schedule, steps, s = VP.create(prediction), 5, 3.0
     teacher = tiny_denoiser()
-    config = DistillConfig(guidance_min=s, guidance_max=s, trajectory_fraction=1.0, trajectory_steps=steps)
-    paths = TeacherTrajectories(teacher, schedule, ClassConditioning(10, p_uncond=0.0), config)
+    config = DistillConfig(guidance_min=s, guidance_max=s, trajectory_fraction=1.0, trajectory_steps=steps, p_uncond=0.0)
+    paths = TeacherTrajectories(teacher, schedule, CLASSES, config, cfg)
     generator = torch.Generator().manual_seed(0)
     paths.state = paths.fresh(4, (1, 8, 8), generator)  # every path at its first step
     x_T, labels = paths.state["x_t"].clone(), paths.state["cond"].clone()
     rows = [paths.draw(4, (1, 8, 8), generator) for _ in range(steps)]
 
-    sampler, reference = make_sampler("ddim", schedule), []
-    denoise(guided_denoiser(teacher, s), sampler, x_T, labels, steps=steps, callback=lambda i, t, x: reference.append(x))
+    sampler, reference = schedule.sampler("ddim"), []
+    denoise(guided(teacher, s), sampler, x_T, labels, steps=steps, callback=lambda i, t, x: reference.append(x))
     assert torch.equal(rows[0]["x_t"], x_T)
     for k in range(steps):
         assert torch.equal(rows[k]["t"], sampler.timesteps[k].long().expand(4))
         assert torch.equal(rows[k]["cond"], labels)
         with torch.no_grad():
-            guided = cfg_prediction(teacher, rows[k]["x_t"], rows[k]["t"], labels, s)
-        assert torch.allclose(cfg(rows[k]["pred_uncond"], rows[k]["pred_cond"], s), guided, atol=1e-6)
+            prediction = cfg_prediction(teacher, rows[k]["x_t"], rows[k]["t"], labels, s)
+        assert torch.allclose(cfg(rows[k]["pred_cond"], rows[k]["pred_uncond"], s), prediction, atol=1e-6)
     for k in range(1, steps):
         assert torch.allclose(rows[k]["x_t"], reference[k - 1], atol=1e-5)
-    last = ddim_step(schedule, guided, rows[-1]["x_t"], paths.alpha_bar[steps - 1].expand(4), paths.alpha_bar[steps].expand(4))
+    last = paths.path.step(prediction, rows[-1]["x_t"], torch.full((4,), steps - 1), torch.ones(4, dtype=torch.bool))
     assert torch.allclose(last, reference[-1], atol=1e-5)
     assert torch.equal(paths.state["k"], torch.zeros(4, dtype=torch.long))  # finished paths start again from noise
     assert not torch.allclose(paths.state["x_t"], x_T)
@@ -219,27 +233,27 @@ def test_teacher_paths_are_the_ddim_sampler_states(prediction):
 
 def test_distillation_on_teacher_paths_shrinks_the_gap():
     data = load_dataset("digits", "train")
-    schedule = make_noise_schedule()
+    schedule = VP.create()
     teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
     before = gap(make_student(teacher.model, (1, 6)), teacher.model, schedule, data)
     config = DistillConfig(steps=80, lr=2e-3, ema_decay=0.9, trajectory_fraction=0.5, trajectory_steps=10)
-    student = distill(teacher, config, data, run=RunOptions(progress=False))
+    student = distill(teacher, config, RunOptions(quiet=True), data)
     assert gap(student.model, teacher.model, schedule, data) < 0.5 * before
 
 
 def test_distillation_with_the_same_seed_gives_the_same_student():
     data = load_dataset("digits", "train")
-    teacher = Checkpoint.create(tiny_denoiser(), make_noise_schedule(), kind="teacher", dataset=data, training={})
+    teacher = Checkpoint.create(tiny_denoiser(), VP.create(), kind="teacher", dataset=data, training={})
     config = DistillConfig(steps=2, batch_size=8, trajectory_fraction=0.5, trajectory_steps=4)
-    first, second = (distill(teacher, config, data, run=RunOptions(progress=False)).model for _ in range(2))
+    first, second = (distill(teacher, config, RunOptions(quiet=True), data).model for _ in range(2))
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
 
 
 def test_distilling_a_student_is_refused():
     data = load_dataset("digits", "train")
-    student = Checkpoint.create(tiny_denoiser(), make_noise_schedule(), kind="student", dataset=data, training={})
+    student = Checkpoint.create(tiny_denoiser(), VP.create(), kind="student", dataset=data, training={})
     with pytest.raises(UserError, match="needs a teacher"):
-        distill(student, DistillConfig(steps=1), data, run=RunOptions(progress=False))
+        distill(student, DistillConfig(steps=1), RunOptions(quiet=True), data)
 
 
 @pytest.mark.parametrize("prediction, scale_shift", [("epsilon", False), ("v_prediction", False), ("v_prediction", True)])
@@ -247,17 +261,17 @@ def test_teacher_training_lowers_the_loss(prediction, scale_shift):
     config = TrainConfig(steps=40, batch_size=32, block_out_channels=[8, 16], seed=1, ema_decay=0.0, prediction=prediction,
                          scale_shift=scale_shift)
     data = load_dataset("digits", "train")
-    schedule = make_noise_schedule(prediction)
+    schedule = VP.create(prediction)
     untrained = tiny_denoiser(seed=1)
 
     def loss(model):
         g = torch.Generator().manual_seed(5)
         x_0 = data.images[:256]
-        x_t, t, eps = noisy_batch(schedule, x_0, g)
+        x_t, t, eps = schedule.noisy_batch(x_0, g)
         with torch.no_grad():
-            return torch.mean((model(x_t, t, data.labels[:256]) - target(schedule, x_0, eps, t)) ** 2).item()
+            return torch.mean((model(x_t, t, data.labels[:256]) - schedule.target(x_0, eps, t)) ** 2).item()
 
-    trained = train_teacher(config, data, run=RunOptions(progress=False))
+    trained = train_teacher(config, RunOptions(quiet=True), data)
     assert trained.model.config.scale_shift == scale_shift
     assert loss(trained.model) < 0.8 * loss(untrained)
 
@@ -274,7 +288,7 @@ def test_batches_cover_an_epoch_without_repeats():
 
 def test_spread_scales_start_at_the_drawn_s_and_split_the_range_evenly():
     config = DistillConfig(guidance_min=0.0, guidance_max=6.0, s_draws=3)
-    objective = DistillObjective(tiny_denoiser(), make_noise_schedule(), ClassConditioning(10, 0.0), config)
+    objective = DistillObjective(tiny_denoiser(), VP.create(), config)
     s = torch.tensor([0.0, 1.0, 4.5, 5.999])
     spread = objective.spread(s)
     assert spread.shape == (4, 3) and torch.equal(spread[:, 0], s)
@@ -282,10 +296,10 @@ def test_spread_scales_start_at_the_drawn_s_and_split_the_range_evenly():
     gaps = spread.sort(dim=1).values.diff(dim=1)
     assert torch.allclose(gaps, torch.full_like(gaps, 2.0), atol=1e-5)
     assert torch.allclose(spread[1], torch.tensor([1.0, 3.0, 5.0]))
-    one = DistillObjective(tiny_denoiser(), make_noise_schedule(), ClassConditioning(10, 0.0), DistillConfig(s_draws=1))
+    one = DistillObjective(tiny_denoiser(), VP.create(), DistillConfig(s_draws=1))
     assert torch.equal(one.spread(s), s[:, None])
     fixed = DistillConfig(guidance_min=3.0, guidance_max=3.0, s_draws=2)
-    assert torch.equal(DistillObjective(tiny_denoiser(), make_noise_schedule(), ClassConditioning(10, 0.0), fixed).spread(
+    assert torch.equal(DistillObjective(tiny_denoiser(), VP.create(), fixed).spread(
         torch.tensor([3.0])), torch.tensor([[3.0, 3.0]]))
     with pytest.raises(UserError, match="s-draws must be > 0"):
         DistillConfig(s_draws=0).validate()
@@ -294,11 +308,11 @@ def test_spread_scales_start_at_the_drawn_s_and_split_the_range_evenly():
 @pytest.mark.parametrize("loss_space", ["prediction", "guidance"])
 def test_several_scales_per_row_equal_one_row_per_scale_from_one_teacher_pass(loss_space):
     """Slow reference: every (row, s) pair as its own row with its own teacher pass."""
-    schedule, teacher = make_noise_schedule("v_prediction"), tiny_denoiser()
-    data, conditioning = load_dataset("digits", "train"), ClassConditioning(10, p_uncond=0.0)
+    schedule, teacher = VP.create("v_prediction"), tiny_denoiser()
+    data = load_dataset("digits", "train")
     config = DistillConfig(guidance_min=0.0, guidance_max=6.0, s_draws=3, loss_space=loss_space)
-    objective = DistillObjective(teacher, schedule, conditioning, config, data)
-    single = DistillObjective(teacher, schedule, conditioning, DistillConfig(loss_space=loss_space), data)
+    objective = DistillObjective(teacher, schedule, config, data)
+    single = DistillObjective(teacher, schedule, DistillConfig(loss_space=loss_space), data)
     student = make_student(tiny_denoiser(seed=1), (0, 6))
     g = torch.Generator().manual_seed(0)
     rows = {"x_t": torch.randn(4, 1, 8, 8, generator=g), "t": torch.tensor([5, 300, 700, 990]),
@@ -321,9 +335,9 @@ def test_several_scales_per_row_equal_one_row_per_scale_from_one_teacher_pass(lo
 
 def test_distillation_with_several_scales_per_row_shrinks_the_gap():
     data = load_dataset("digits", "train")
-    schedule = make_noise_schedule()
+    schedule = VP.create()
     teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
     before = gap(make_student(teacher.model, (1, 6)), teacher.model, schedule, data)
     config = DistillConfig(steps=80, batch_size=32, lr=2e-3, ema_decay=0.9, trajectory_fraction=0.5, trajectory_steps=10, s_draws=2)
-    student = distill(teacher, config, data, run=RunOptions(progress=False))
+    student = distill(teacher, config, RunOptions(quiet=True), data)
     assert gap(student.model, teacher.model, schedule, data) < 0.5 * before

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from diffusers.utils import logging as diffusers_logging
 
-from .conditioning import conditioning_from_meta
+from .conditioning import ClassConditioning, conditioning_from_meta
 from .errors import UserError
 from .io import atomic, check_output_dir, write_text
 from .networks import Denoiser
@@ -75,7 +75,9 @@ class Checkpoint:
     meta: Meta
 
     @classmethod
-    def create(cls, model, process, *, kind, dataset, training, conditioning, rule="cfg") -> "Checkpoint":
+    def create(cls, model, process, *, kind, dataset, training, conditioning=None, rule="cfg") -> "Checkpoint":
+        """`conditioning` defaults to the dataset's class labels."""
+        conditioning = conditioning or ClassConditioning(dataset.class_names)
         guidance = GuidanceMeta(trained_range=model.config.guidance_range, rule=rule)
         data = DataMeta(dataset.name, list(dataset.image_shape), len(dataset))
         meta = Meta(kind, process.prediction_type, data, conditioning.to_meta(), training, guidance, process.name)
