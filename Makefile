@@ -19,8 +19,10 @@ data:
 demo: install
 	$(PYTHON) -m cfgdistill demo --out $(OUT) --overwrite
 
-# pytest exits 5 when it collects nothing: that means the suite went missing, so it fails loudly.
+# Lint first (ruff check and format), then the suite. pytest exits 5 when it collects nothing: that means the
+# suite went missing, so it fails loudly.
 test: install data
+	$(PYTHON) -m ruff check --quiet . && $(PYTHON) -m ruff format --check --quiet .
 	$(PYTHON) -m pytest -q; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests were collected: is tests/ missing?" >&2; fi; exit $$rc
 

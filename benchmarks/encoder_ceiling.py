@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from cfgdistill.data.captions import captions, class_words, uses_new_word
 from cfgdistill.data import DATASETS, FASHION_CLASSES
+from cfgdistill.data.captions import captions, class_words, uses_new_word
 from cfgdistill.evaluation.encoder import encoder_readouts
 
 
@@ -36,9 +36,16 @@ def ceiling(data: str) -> dict:
     result = {"data": data, "prompts": len(prompts), "new_word_prompts": int(new.sum())}
     for name, guess in (("nearest_caption", nearest), ("linear_probe", probed)):
         right = (guess == y_test).float()
-        result[name] = {"all": right.mean().item(), "known_words": right[~new].mean().item(), "new_words": right[new].mean().item()}
-    result["misplaced"] = {p: {"nearest_caption": names[a], "linear_probe": names[b]}
-                           for (p, c), a, b in zip(prompts, nearest.tolist(), probed.tolist()) if c != a or c != b}
+        result[name] = {
+            "all": right.mean().item(),
+            "known_words": right[~new].mean().item(),
+            "new_words": right[new].mean().item(),
+        }
+    result["misplaced"] = {
+        p: {"nearest_caption": names[a], "linear_probe": names[b]}
+        for (p, c), a, b in zip(prompts, nearest.tolist(), probed.tolist())
+        if c != a or c != b
+    }
     return result
 
 
@@ -51,7 +58,10 @@ def main():
     print(f"{result['prompts']} held-out prompts ({result['new_word_prompts']} with new words) on {args.data}:")
     for name in ("nearest_caption", "linear_probe"):
         r = result[name]
-        print(f"  {name:16s} all {100 * r['all']:.1f}%   known words {100 * r['known_words']:.1f}%   new words {100 * r['new_words']:.1f}%")
+        print(
+            f"  {name:16s} all {100 * r['all']:.1f}%   known words {100 * r['known_words']:.1f}%   new words "
+            f"{100 * r['new_words']:.1f}%"
+        )
     for p, guess in result["misplaced"].items():
         print(f"  {p!r}: nearest caption is {guess['nearest_caption']}, probe says {guess['linear_probe']}")
     if args.out:

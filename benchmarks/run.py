@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
 from cfgdistill import EvaluateConfig, RunOptions, TrainConfig, UserError, evaluate, load, train_teacher
-from cfgdistill.config import POSITIVE
 from cfgdistill.data import load_dataset
 from cfgdistill.evaluation.markdown import speed_lines, write_report
 from cfgdistill.flags import Parser, argparse_type
 from cfgdistill.networks import Denoiser
 from cfgdistill.pipelines.sample import generate, initial_noise
 from cfgdistill.processes import VP
+from cfgdistill.settings import POSITIVE
 
 
 @torch.no_grad()
@@ -66,7 +66,8 @@ def network_share(model, fn):
 
 
 def plain_training(teacher, config: TrainConfig, data, steps: int, autocast: bool = False):
-    """A plain fp32 PyTorch + diffusers training loop: the teacher's network, a fresh start, the same batch and dropout."""
+    """A plain fp32 PyTorch + diffusers training loop: the teacher's network, a fresh start, the same batch and
+    dropout."""
     torch.manual_seed(config.seed)
     model = Denoiser.from_config(teacher.model.config)
     conditioning = teacher.conditioning
@@ -87,6 +88,24 @@ def plain_training(teacher, config: TrainConfig, data, steps: int, autocast: boo
         optimizer.zero_grad(set_to_none=True)
 
 
+RECIPE_KEYS = "data batch_size lr p_uncond block_out_channels layers_per_block attention scale_shift prediction"
+
+
+def training_speed(teacher, train_steps: int) -> tuple:
+    """(config, median seconds of ours / plain fp32 / plain bf16, bf16 steps), interleaved on the teacher's recipe."""
+    recipe = teacher.meta.training
+    data = load_dataset(recipe["data"], "train", image_size=recipe.get("image_size"))
+    keys = (*RECIPE_KEYS.split(), "conditioning", "image_size")
+    config = TrainConfig(steps=train_steps, **{k: recipe[k] for k in keys if k in recipe})
+    bf16_steps = max(3, train_steps // 10)
+    fns = {
+        "ours": lambda: train_teacher(config, RunOptions(quiet=True), data),
+        "plain": lambda: plain_training(teacher, config, data, train_steps),
+        "bf16": lambda: plain_training(teacher, config, data, bf16_steps, autocast=True),
+    }
+    return config, interleaved(fns, repeats=3), bf16_steps
+
+
 def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes)
     cond = teacher.conditioning.encode(labels=labels)
@@ -99,20 +118,7 @@ def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
     one_pass()
     t = interleaved({"ours": ours, "plain": plain, "student": one_pass})
 
-    recipe = teacher.meta.training
-    data = load_dataset(recipe["data"], "train", image_size=recipe.get("image_size"))
-    keys = ("data", "batch_size", "lr", "p_uncond", "block_out_channels", "layers_per_block", "attention", "scale_shift",
-            "prediction", "conditioning", "image_size")
-    config = TrainConfig(steps=train_steps, **{k: recipe[k] for k in keys if k in recipe})
-    bf16_steps = max(3, train_steps // 10)
-    t_train = interleaved(
-        {
-            "ours": lambda: train_teacher(config, RunOptions(quiet=True), data),
-            "plain": lambda: plain_training(teacher, config, data, train_steps),
-            "bf16": lambda: plain_training(teacher, config, data, bf16_steps, autocast=True),
-        },
-        repeats=3,
-    )
+    config, t_train, bf16_steps = training_speed(teacher, train_steps)
     return {
         "s": s,
         "n": len(labels),
@@ -138,8 +144,11 @@ def main():
     parser.add_argument("--n", type=argparse_type(POSITIVE), default=360)
     parser.add_argument("--steps", type=argparse_type(POSITIVE), default=25)
     parser.add_argument("--train-steps", type=argparse_type(POSITIVE), default=60)
-    parser.add_argument("--speed-only", action="store_true",
-                        help="only the speed table, written to OUT/speed.json (quality: `cfgdistill evaluate`)")
+    parser.add_argument(
+        "--speed-only",
+        action="store_true",
+        help="only the speed table, written to OUT/speed.json (quality: `cfgdistill evaluate`)",
+    )
     args = parser.parse_args()
     try:
         teacher, student = load(args.models / "teacher"), load(args.models / "student")

@@ -50,8 +50,14 @@ def data_share(config, data, step_time: float, repeats: int = 20) -> float:
 
 def channels_last_ratio(config, data, repeats: int) -> float:
     """A plain forward+backward step in channels-last over the same step in the default layout (>1: faster)."""
-    model = Denoiser(sample_size=data.image_shape[-1], in_channels=data.image_shape[0], block_out_channels=config["block_out_channels"],
-                     layers_per_block=1, attention=False, scale_shift=config["scale_shift"])
+    model = Denoiser(
+        sample_size=data.image_shape[-1],
+        in_channels=data.image_shape[0],
+        block_out_channels=config["block_out_channels"],
+        layers_per_block=1,
+        attention=False,
+        scale_shift=config["scale_shift"],
+    )
     x_0, labels = global_batch(data, config["batch_size"], 0, 1)
     t = torch.randint(0, 1000, (len(x_0),))
     times = {}
@@ -67,9 +73,15 @@ def resume_gap(config, data) -> dict:
     """Train 2k steps straight, and k steps then k more from the step-k checkpoint; compare the weights."""
     with tempfile.TemporaryDirectory() as tmp:
         half = config["steps"] // 2
-        run = lambda out, **kw: train_teacher(TrainConfig(**config), RunOptions(out=Path(tmp) / out, validate_every=0, quiet=True, **kw), data).model
+        run = lambda out, **kw: (
+            train_teacher(
+                TrainConfig(**config), RunOptions(out=Path(tmp) / out, validate_every=0, quiet=True, **kw), data
+            ).model
+        )
         straight = run("straight", checkpoint_every=half)
-        resumed = run("resumed", checkpoint_every=0, resume=str(Path(tmp) / "straight" / "checkpoints" / f"step-{half:07d}"))
+        resumed = run(
+            "resumed", checkpoint_every=0, resume=str(Path(tmp) / "straight" / "checkpoints" / f"step-{half:07d}")
+        )
     pairs = list(zip(straight.state_dict().values(), resumed.state_dict().values()))
     return {
         "bitwise_identical": all(torch.equal(a, b) for a, b in pairs),
@@ -81,7 +93,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="digits")
     parser.add_argument("--block-out-channels", default="32,64")
-    parser.add_argument("--scale-shift", action="store_true", help="the embedding scales and shifts block features, as the fashion-cpu preset")
+    parser.add_argument(
+        "--scale-shift",
+        action="store_true",
+        help="the embedding scales and shifts block features, as the fashion-cpu preset",
+    )
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
@@ -89,8 +105,14 @@ def main():
     args = parser.parse_args()
     data = load_dataset(args.data, "train")
     widths = [int(w) for w in args.block_out_channels.split(",")]
-    config = {"steps": args.steps, "batch_size": args.batch_size, "data": args.data, "block_out_channels": widths, "conditioning": "class",
-              "scale_shift": args.scale_shift}
+    config = {
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "data": args.data,
+        "block_out_channels": widths,
+        "conditioning": "class",
+        "scale_shift": args.scale_shift,
+    }
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     speed = steps_per_s(config, data, args.repeats)
     result = {

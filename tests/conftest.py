@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from cfgdistill.processes import VP
 from cfgdistill.networks import Denoiser
+from cfgdistill.processes import VP
 
 
 def tiny_denoiser(seed: int = 0, **overrides) -> Denoiser:

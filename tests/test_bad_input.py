@@ -14,7 +14,9 @@ from PIL import Image
 from cfgdistill.cli import main
 
 TABLE = Path(__file__).parents[1] / "docs" / "errors.md"
-ROW = re.compile(r"^\| (?P<case>[^|`]+?) \| `cfgdistill (?P<command>[^`]+)` \| (?P<exit>\d+) \| `(?P<message>[^`]+)` \|$")
+ROW = re.compile(
+    r"^\| (?P<case>[^|`]+?) \| `cfgdistill (?P<command>[^`]+)` \| (?P<exit>\d+) \| `(?P<message>[^`]+)` \|$"
+)
 
 
 def table_rows() -> dict:
@@ -37,8 +39,15 @@ def prepared(tmp_path_factory):
     assert main(["train", "--out", str(teacher), "--steps", "4", "--checkpoint-every", "2", *quiet]) == 0
     assert main(["distill", "--teacher", str(teacher), "--out", str(student), "--steps", "2", *quiet]) == 0
     (root / "empty").mkdir()
-    UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
-                down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2).save_pretrained(root / "foreign")
+    UNet2DModel(
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        norm_num_groups=4,
+        down_block_types=("DownBlock2D",) * 2,
+        up_block_types=("UpBlock2D",) * 2,
+    ).save_pretrained(root / "foreign")
     (copy_model(teacher, root / "badjson") / "cfgdistill.json").write_text("{not json")
     weights = "denoiser/diffusion_pytorch_model.safetensors"
     data = (teacher / weights).read_bytes()
@@ -47,7 +56,9 @@ def prepared(tmp_path_factory):
     meta = json.loads((teacher / "cfgdistill.json").read_text())
     (copy_model(teacher, root / "mislabelled") / "cfgdistill.json").write_text(json.dumps({**meta, "kind": "student"}))
     config = json.loads((teacher / "denoiser/config.json").read_text())
-    (copy_model(teacher, root / "wrongshape") / "denoiser/config.json").write_text(json.dumps({**config, "block_out_channels": [16, 32]}))
+    (copy_model(teacher, root / "wrongshape") / "denoiser/config.json").write_text(
+        json.dumps({**config, "block_out_channels": [16, 32]})
+    )
     step = teacher / "checkpoints" / "step-0000002"
     (shutil.copytree(step, root / "incomplete") / "COMPLETE").unlink()
     state = shutil.copytree(step, root / "damaged_state") / "state.safetensors"
@@ -64,7 +75,11 @@ def prepared(tmp_path_factory):
 
 
 def snapshot(root: Path) -> dict:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.mark.parametrize("case", list(table_rows()))

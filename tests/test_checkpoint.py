@@ -2,14 +2,14 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_denoiser
 
-from cfgdistill.checkpoint import Checkpoint, load as load_checkpoint
+from cfgdistill.checkpoint import Checkpoint
+from cfgdistill.checkpoint import load as load_checkpoint
 from cfgdistill.data import load_dataset
 from cfgdistill.errors import UserError
 from cfgdistill.networks import make_student
 from cfgdistill.pipelines.sample import generate
-
-from conftest import tiny_denoiser
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +74,9 @@ def test_weights_of_another_layout_are_refused_not_left_random(tmp_path, teacher
     tensors = load_file(weights)
     tensors["label_embedding.0.weight"] = tensors.pop("label_embedding.weight")  # as an older network would name it
     save_file(tensors, weights)
-    with pytest.raises(UserError, match=r"do not fit this version's network \(label_embedding.0.weight, label_embedding.weight\)"):
+    with pytest.raises(
+        UserError, match=r"do not fit this version's network \(label_embedding.0.weight, label_embedding.weight\)"
+    ):
         load_checkpoint(teacher_dir)
 
 

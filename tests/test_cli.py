@@ -26,7 +26,10 @@ def trained(tmp_path_factory):
     """A teacher and a student from 3 training steps each, through the CLI."""
     root = tmp_path_factory.mktemp("cli")
     assert main(["train", "--data", "digits", "--out", str(root / "teacher"), "--steps", "3", "--quiet"]) == 0
-    assert main(["distill", "--teacher", str(root / "teacher"), "--out", str(root / "student"), "--steps", "3", "--quiet"]) == 0
+    assert (
+        main(["distill", "--teacher", str(root / "teacher"), "--out", str(root / "student"), "--steps", "3", "--quiet"])
+        == 0
+    )
     return root
 
 
@@ -58,12 +61,12 @@ def test_a_new_config_field_is_a_flag_with_no_other_edit(monkeypatch):
     """One place per setting: a field added to a config dataclass appears as a typed, validated flag."""
     from dataclasses import dataclass
 
-    from cfgdistill import config
+    from cfgdistill import config, settings
     from cfgdistill.cli import parse
 
     @dataclass
     class Wider(config.TrainConfig):
-        dummy_width: int = config.setting(3, "a setting that did not exist", config.POSITIVE)
+        dummy_width: int = settings.setting(3, "a setting that did not exist", settings.POSITIVE)
 
     monkeypatch.setitem(config.COMMANDS, "train", ("train", (Wider, config.RunOptions)))
     command, settings = parse(["train", "--out", "x", "--dummy-width", "7"])
@@ -79,19 +82,53 @@ def test_train_distill_sample_end_to_end(trained, capsys, tmp_path):
     arrays = {}
     for kind in ("teacher", "student"):
         code, out, err = run(
-            capsys, "sample", "--model", trained / kind, "--out", tmp_path / f"{kind}.png", "--guidance", "3",
-            "--steps", "3", "--labels", "0,1,2", "--n", "6", "--seed", "4", "--out-array", tmp_path / f"{kind}.npy", "--quiet",
+            capsys,
+            "sample",
+            "--model",
+            trained / kind,
+            "--out",
+            tmp_path / f"{kind}.png",
+            "--guidance",
+            "3",
+            "--steps",
+            "3",
+            "--labels",
+            "0,1,2",
+            "--n",
+            "6",
+            "--seed",
+            "4",
+            "--out-array",
+            tmp_path / f"{kind}.npy",
+            "--quiet",
         )
         assert code == 0, err
         assert kind in out and (tmp_path / f"{kind}.png").stat().st_size > 0
         arrays[kind] = np.load(tmp_path / f"{kind}.npy")
         assert arrays[kind].dtype == np.float32 and arrays[kind].shape == (6, 1, 8, 8)
         assert np.abs(arrays[kind]).max() <= 1
-    assert "2 passes" in run(capsys, "sample", "--model", trained / "teacher", "--out", tmp_path / "x.png", "--steps", "1", "--quiet")[1]
+    assert (
+        "2 passes"
+        in run(
+            capsys, "sample", "--model", trained / "teacher", "--out", tmp_path / "x.png", "--steps", "1", "--quiet"
+        )[1]
+    )
 
 
 def test_student_extrapolation_warns_then_runs(trained, capsys, tmp_path):
-    code, out, err = run(capsys, "sample", "--model", trained / "student", "--out", tmp_path / "x.png", "--guidance", "9", "--steps", "1", "--quiet")
+    code, out, err = run(
+        capsys,
+        "sample",
+        "--model",
+        trained / "student",
+        "--out",
+        tmp_path / "x.png",
+        "--guidance",
+        "9",
+        "--steps",
+        "1",
+        "--quiet",
+    )
     assert code == 0
     assert "warning" in err and "extrapolated" in err
 
@@ -99,16 +136,40 @@ def test_student_extrapolation_warns_then_runs(trained, capsys, tmp_path):
 def test_installed_command_prints_no_traceback(tmp_path):
     exe = shutil.which("cfgdistill") or sys.executable
     argv = [exe] if exe != sys.executable else [exe, "-m", "cfgdistill.cli"]
-    done = subprocess.run(argv + ["sample", "--model", str(tmp_path), "--out", str(tmp_path / "x.png")], capture_output=True, text=True)
+    done = subprocess.run(
+        argv + ["sample", "--model", str(tmp_path), "--out", str(tmp_path / "x.png")], capture_output=True, text=True
+    )
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [f"cfgdistill: error: {tmp_path} is not a cfgdistill checkpoint (no cfgdistill.json)"]
+    assert done.stderr.strip().splitlines() == [
+        f"cfgdistill: error: {tmp_path} is not a cfgdistill checkpoint (no cfgdistill.json)"
+    ]
 
 
 def test_demo_smoke(capsys, tmp_path):
-    code, out, err = run(capsys, "demo", "--out", tmp_path / "demo", "--train-steps", "2", "--distill-steps", "2", "--sample-steps", "2", "--n", "20", "--quiet")
+    code, out, err = run(
+        capsys,
+        "demo",
+        "--out",
+        tmp_path / "demo",
+        "--train-steps",
+        "2",
+        "--distill-steps",
+        "2",
+        "--sample-steps",
+        "2",
+        "--n",
+        "20",
+        "--quiet",
+    )
     assert code == 0, err
     demo = tmp_path / "demo"
-    for name in ("teacher/cfgdistill.json", "student/cfgdistill.json", "teacher_vs_student.png", "student_s4.png", "teacher_s4.png"):
+    for name in (
+        "teacher/cfgdistill.json",
+        "student/cfgdistill.json",
+        "teacher_vs_student.png",
+        "student_s4.png",
+        "teacher_s4.png",
+    ):
         assert (demo / name).is_file(), name
     summary = json.loads((demo / "summary.json").read_text())
     assert [row["s"] for row in summary["per_s"]] == [0.0, 1.0, 2.0, 4.0]
@@ -119,8 +180,21 @@ def test_demo_smoke(capsys, tmp_path):
 
 def test_evaluate_command(trained, capsys, tmp_path):
     code, out, err = run(
-        capsys, "evaluate", "--teacher", trained / "teacher", "--student", trained / "student", "--guidance", "1,3",
-        "--steps", "2", "--n", "20", "--out", tmp_path / "eval", "--quiet",
+        capsys,
+        "evaluate",
+        "--teacher",
+        trained / "teacher",
+        "--student",
+        trained / "student",
+        "--guidance",
+        "1,3",
+        "--steps",
+        "2",
+        "--n",
+        "20",
+        "--out",
+        tmp_path / "eval",
+        "--quiet",
     )
     assert code == 0, err
     assert "| 3 |" in out or "| 3 " in out

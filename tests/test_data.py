@@ -111,8 +111,8 @@ def test_a_folder_trains_and_samples_at_the_size_asked(tmp_path):
 
     root = make_folder(tmp_path / "shapes", {"red": (255, 0, 0), "blue": (0, 0, 255)}, per_class=8, size=(40, 30))
     out = tmp_path / "run"
-    assert main(["train", "--data", str(root), "--image-size", "16", "--block-out-channels", "8,16", "--steps", "2",
-                 "--batch-size", "4", "--validate-every", "0", "--out", str(out), "--quiet"]) == 0
-    assert main(["sample", "--model", str(out), "--prompt", "a photo of red", "--n", "2", "--steps", "2",
-                 "--out", str(tmp_path / "grid.png"), "--out-array", str(tmp_path / "x.npy"), "--quiet"]) == 0
+    train = "train --image-size 16 --block-out-channels 8,16 --steps 2 --batch-size 4 --validate-every 0 --quiet"
+    assert main([*train.split(), "--data", str(root), "--out", str(out)]) == 0
+    sample = ["sample", "--model", str(out), "--prompt", "a photo of red", *"--n 2 --steps 2 --quiet".split()]
+    assert main([*sample, "--out", str(tmp_path / "grid.png"), "--out-array", str(tmp_path / "x.npy")]) == 0
     assert np.load(tmp_path / "x.npy").shape == (2, 3, 16, 16)

@@ -4,18 +4,25 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_denoiser
 
 from cfgdistill.checkpoint import Checkpoint
-from cfgdistill.data import ImageDataset, load_dataset
-from cfgdistill.processes import VP
-from cfgdistill.evaluation import classifier as classifier_module
-from cfgdistill.evaluation.metrics import FrechetDistance, accuracy, embed, paired_gap_se, per_class_accuracy, precision_recall, within_class_distance
 from cfgdistill.config import EvaluateConfig
+from cfgdistill.data import ImageDataset, load_dataset
+from cfgdistill.evaluation import classifier as classifier_module
 from cfgdistill.evaluation.markdown import write_report
+from cfgdistill.evaluation.metrics import (
+    FrechetDistance,
+    accuracy,
+    embed,
+    paired_gap_se,
+    per_class_accuracy,
+    precision_recall,
+    within_class_distance,
+)
 from cfgdistill.evaluation.report import evaluate
 from cfgdistill.networks import make_student
-
-from conftest import tiny_denoiser
+from cfgdistill.processes import VP
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +48,9 @@ def test_classifier_is_accurate_and_cached(trained, cache, monkeypatch):
 
 def test_a_folders_classifier_is_cached_under_its_contents_not_its_path():
     images, labels = torch.rand(6, 1, 8, 8), torch.arange(6) % 2
-    name = lambda x, names=("a", "b"): classifier_module.cache_name("/my/folder", ImageDataset("/my/folder", x, labels, list(names)))
+    name = lambda x, names=("a", "b"): classifier_module.cache_name(
+        "/my/folder", ImageDataset("/my/folder", x, labels, list(names))
+    )
     assert name(images) == name(images.clone()) != name(images.reshape(6, 1, 4, 16))
     changed = images.clone()
     changed[0, 0, 0, 0] += 0.5  # one pixel of one file
@@ -84,7 +93,9 @@ def test_within_class_distance_falls_when_diversity_falls():
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(4).repeat(25)
     spread = torch.randn(100, 8, generator=g)
-    assert within_class_distance(0.1 * spread, labels) == pytest.approx(0.1 * within_class_distance(spread, labels), rel=1e-5)
+    assert within_class_distance(0.1 * spread, labels) == pytest.approx(
+        0.1 * within_class_distance(spread, labels), rel=1e-5
+    )
 
 
 def test_paired_gap_se_is_the_textbook_standard_error():
@@ -114,7 +125,9 @@ def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_pat
     data = load_dataset("digits", "train")
     schedule = VP.create()
     teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
-    student = Checkpoint.create(make_student(teacher.model, (1.0, 3.0)), schedule, kind="student", dataset=data, training={})
+    student = Checkpoint.create(
+        make_student(teacher.model, (1.0, 3.0)), schedule, kind="student", dataset=data, training={}
+    )
     evaluation = evaluate(teacher, student, EvaluateConfig(guidance=[1.0, 4.0], steps=2, n=30, quiet=True))
     report = evaluation.report
     json.dumps(report, allow_nan=False)  # the report holds figures only, no tensors
@@ -125,7 +138,16 @@ def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_pat
     assert report["rows"][1]["teacher"]["nfe_per_image"] == 4 and report["rows"][1]["student"]["nfe_per_image"] == 2
     assert [r["nearest_teacher_s"] for r in report["rows"]] == [1.0, 1.0]  # ... which applies no guidance at any s
     write_report(evaluation, tmp_path)
-    for name in ("report.json", "report.md", "fd_vs_s.png", "accuracy_vs_s.png", "fd_vs_accuracy.png", "diversity_vs_s.png", "speed.png", "samples.png"):
+    for name in (
+        "report.json",
+        "report.md",
+        "fd_vs_s.png",
+        "accuracy_vs_s.png",
+        "fd_vs_accuracy.png",
+        "diversity_vs_s.png",
+        "speed.png",
+        "samples.png",
+    ):
         assert (tmp_path / name).stat().st_size > 0, name
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["fd_noise_floor"] > 0 and "extrapolated" in (tmp_path / "report.md").read_text()

@@ -94,3 +94,45 @@ def test_negative_condition_replaces_uncond():
     out = cfg_prediction(model, x_t, t, pos, 2.0, negative=neg)
     assert model.calls[0].tolist() == [4, 7, 2, 2]
     assert torch.allclose(out, model(x_t, t, neg) + 2.0 * (model(x_t, t, pos) - model(x_t, t, neg)))
+
+
+def test_a_new_rule_is_one_function_and_one_registry_line(monkeypatch, tmp_path):
+    """A toy rule, registered in one line, is sampled with and distilled against, and named in the student."""
+    from conftest import tiny_denoiser
+
+    from cfgdistill import guidance
+    from cfgdistill.checkpoint import Checkpoint, load
+    from cfgdistill.config import DistillConfig, RunOptions
+    from cfgdistill.data import load_dataset
+    from cfgdistill.guidance.rules import per_sample
+    from cfgdistill.networks import make_student
+    from cfgdistill.objectives import GuidanceDistillation
+    from cfgdistill.pipelines.distill import distill
+    from cfgdistill.processes import VP
+
+    def halfway(pred_cond, pred_uncond, s, **context):  # half of CFG's correction
+        return pred_uncond + 0.5 * per_sample(s, pred_cond) * (pred_cond - pred_uncond)
+
+    monkeypatch.setitem(guidance.RULES, "halfway", halfway)
+    teacher, process = tiny_denoiser(), VP.create("epsilon")
+    x_t, t, y = torch.randn(4, 1, 8, 8), torch.tensor([10, 300, 600, 900]), torch.arange(4)
+    with torch.no_grad():
+        pred_cond, pred_uncond = teacher(x_t, t, y), teacher(x_t, t, None)
+        assert torch.allclose(guided(teacher, 3.0, "halfway")(x_t, t, y), pred_uncond + 1.5 * (pred_cond - pred_uncond))
+
+    data = load_dataset("digits", "train")
+    checkpoint = Checkpoint.create(teacher, process, kind="teacher", dataset=data, training={})
+    config = DistillConfig(steps=1, batch_size=8, guider="halfway")
+    student = distill(checkpoint, config, RunOptions(out=tmp_path / "s", quiet=True, validate_every=0))
+    assert student.meta.guidance.rule == "halfway" and load(tmp_path / "s").meta.guidance.rule == "halfway"
+
+    objective = GuidanceDistillation(teacher, process, checkpoint.conditioning, config, halfway)
+    s = torch.tensor([[1.0], [2.0], [4.0], [6.0]])
+    unknown = torch.full_like(x_t, float("nan"))
+    rows = {"x_t": x_t, "t": t, "cond": y, "s": s, "pred_cond": unknown, "pred_uncond": unknown}
+    fresh = make_student(teacher, (1.0, 6.0))
+    with torch.no_grad():
+        expected = torch.mean((fresh(x_t, t, y, s=s.flatten()) - halfway(pred_cond, pred_uncond, s.flatten())) ** 2)
+        assert torch.allclose(objective.loss(fresh, rows), expected, rtol=1e-5)
+    with pytest.raises(UserError, match="unknown guidance rule 'nope'"):
+        distill(checkpoint, DistillConfig(steps=1, guider="nope"))

@@ -1,9 +1,8 @@
 import pytest
 import torch
+from conftest import tiny_denoiser
 
 from cfgdistill.networks import make_student
-
-from conftest import tiny_denoiser
 
 
 @pytest.fixture(params=[False, True], ids=["shift", "scale_shift"])

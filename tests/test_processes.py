@@ -1,4 +1,5 @@
-"""Training as real processes: SIGTERM, kill -9 in the middle of a checkpoint write, and two processes in one gloo group."""
+"""Training as real processes: SIGTERM, kill -9 in the middle of a checkpoint write, and two processes in one
+gloo group."""
 
 import os
 import signal
@@ -12,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cfgdistill.training import state as training_state
 from cfgdistill.cli import main
+from cfgdistill.training import state as training_state
 
 ARGS = ["--steps", "40", "--batch-size", "16", "--checkpoint-every", "2", "--validate-every", "0", "--quiet", "--cpu"]
 WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
@@ -42,7 +43,9 @@ HALF_WRITE = textwrap.dedent("""
 
 
 def cli(*argv, **kwargs):
-    return subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs
+    )
 
 
 def wait_for(path: Path, process, timeout=120):
@@ -103,9 +106,34 @@ def test_kill_9_while_writing_a_checkpoint_loses_only_that_checkpoint(reference,
 def test_two_processes_form_one_gloo_group_and_match_one_process(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    common = ["--steps", "8", "--checkpoint-every", "8", "--validate-every", "0", "--log-every", "1", "--quiet", "--cpu"]
-    two = cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "cfgdistill", "train",
-              "--out", str(tmp_path / "two"), "--batch-size", "16", *common, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    common = [
+        "--steps",
+        "8",
+        "--checkpoint-every",
+        "8",
+        "--validate-every",
+        "0",
+        "--log-every",
+        "1",
+        "--quiet",
+        "--cpu",
+    ]
+    two = cli(
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "cfgdistill",
+        "train",
+        "--out",
+        str(tmp_path / "two"),
+        "--batch-size",
+        "16",
+        *common,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     _, err = two.communicate(timeout=300)
     assert two.returncode == 0, err
     assert "2 processes in one gloo group; global batch 32" in err

@@ -10,21 +10,19 @@ import signal
 
 import pytest
 import torch
+from conftest import tiny_denoiser
 
-from cfgdistill.training import loop, state as training_state
 from cfgdistill.checkpoint import Checkpoint
+from cfgdistill.config import DistillConfig, RunOptions, TrainConfig
 from cfgdistill.data import load_dataset
-from cfgdistill.processes import VP
-from cfgdistill.config import DistillConfig
+from cfgdistill.errors import UserError
 from cfgdistill.objectives.guidance_distillation import GUIDANCE_WEIGHTING
 from cfgdistill.pipelines.distill import distill
-from cfgdistill.errors import UserError
-from cfgdistill.config import RunOptions
-from cfgdistill.training.state import Interrupted
-from cfgdistill.config import TrainConfig
 from cfgdistill.pipelines.train import train_teacher
-
-from conftest import tiny_denoiser
+from cfgdistill.processes import VP
+from cfgdistill.training import loop
+from cfgdistill.training import state as training_state
+from cfgdistill.training.state import Interrupted
 
 TINY = dict(steps=6, batch_size=16, warmup_steps=2, ema_decay=0.9)
 
@@ -65,7 +63,9 @@ def same_weights(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-@pytest.mark.parametrize("run_fn", [teacher_run, student_run, paths_student_run], ids=["teacher", "distillation", "distillation-paths"])
+@pytest.mark.parametrize(
+    "run_fn", [teacher_run, student_run, paths_student_run], ids=["teacher", "distillation", "distillation-paths"]
+)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_saves_and_resume_latest_is_bitwise_identical(run_fn, signum, data, tmp_path, monkeypatch):
     uninterrupted = run_fn(data, tmp_path / "a", checkpoint_every=2)
@@ -87,7 +87,11 @@ def test_a_signal_saves_and_resume_latest_is_bitwise_identical(run_fn, signum, d
 
 def test_a_non_finite_loss_names_the_step_and_keeps_the_last_checkpoint(data, tmp_path, monkeypatch):
     hook_step(monkeypatch, 3, lambda x_0: x_0 * float("nan"))
-    with pytest.raises(UserError, match=r"not finite at step 3; stopped before the update; the last complete checkpoint, .*step-0000002, is intact"):
+    with pytest.raises(
+        UserError,
+        match=r"not finite at step 3; stopped before the update; "
+        r"the last complete checkpoint, .*step-0000002, is intact",
+    ):
         teacher_run(data, tmp_path, checkpoint_every=2)
     complete, incomplete = training_state.scan(tmp_path)
     assert [p.name for p in complete] == ["step-0000002"] and not incomplete
@@ -105,7 +109,11 @@ def test_overwrite_clears_the_old_run_only_once_the_new_one_starts(data, tmp_pat
     old_logs = {p for p in (tmp_path / "logs").rglob("*") if p.is_file()}
     before = sorted(p.name for p in training_state.scan(tmp_path)[0])
     with pytest.raises(UserError, match="exceeds the"):  # refused before anything is touched
-        train_teacher(TrainConfig(block_out_channels=[8, 16], **{**TINY, "batch_size": 5000}), RunOptions(out=tmp_path, quiet=True, cpu=True, overwrite=True), data)
+        train_teacher(
+            TrainConfig(block_out_channels=[8, 16], **{**TINY, "batch_size": 5000}),
+            RunOptions(out=tmp_path, quiet=True, cpu=True, overwrite=True),
+            data,
+        )
     assert sorted(p.name for p in training_state.scan(tmp_path)[0]) == before and len(before) == 6
     teacher_run(data, tmp_path, checkpoint_every=4, overwrite=True)
     assert [p.name for p in training_state.scan(tmp_path)[0]] == ["step-0000004"]
@@ -140,7 +148,9 @@ def test_tensorboard_gets_scalars_and_preview_grids(data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = TrainConfig(block_out_channels=[8, 16], **TINY)
-    train_teacher(config, RunOptions(out=tmp_path, log_every=1, validate_every=3, checkpoint_every=0, quiet=True, cpu=True), data)
+    train_teacher(
+        config, RunOptions(out=tmp_path, log_every=1, validate_every=3, checkpoint_every=0, quiet=True, cpu=True), data
+    )
     events = EventAccumulator(str(tmp_path / "logs" / "teacher"), size_guidance={"images": 0}).Reload()
     assert {"loss", "lr", "samples_per_s"} <= set(events.Tags()["scalars"])
     assert [e.step for e in events.Scalars("loss")] == list(range(1, 7))
@@ -150,7 +160,9 @@ def test_tensorboard_gets_scalars_and_preview_grids(data, tmp_path):
 def test_gradient_accumulation_matches_one_large_batch(data, tmp_path):
     base = dict(block_out_channels=[8, 16], steps=3, warmup_steps=1, ema_decay=0.0)
     large = train_teacher(TrainConfig(batch_size=32, **base), RunOptions(quiet=True, cpu=True), data).model
-    accumulated = train_teacher(TrainConfig(batch_size=16, gradient_accumulation_steps=2, **base), RunOptions(quiet=True, cpu=True), data).model
+    accumulated = train_teacher(
+        TrainConfig(batch_size=16, gradient_accumulation_steps=2, **base), RunOptions(quiet=True, cpu=True), data
+    ).model
     small = train_teacher(TrainConfig(batch_size=16, **base), RunOptions(quiet=True, cpu=True), data).model
     gap = lambda a, b: max((x - y).abs().max().item() for x, y in zip(a.parameters(), b.parameters()))
     assert gap(large, accumulated) < 1e-5 < gap(large, small)

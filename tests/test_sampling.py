@@ -1,10 +1,10 @@
 import pytest
 import torch
 
+from cfgdistill.config import SAMPLERS
 from cfgdistill.errors import ExtrapolationWarning, UserError
 from cfgdistill.evaluation.compare import count_rows
 from cfgdistill.networks import make_student
-from cfgdistill.config import SAMPLERS
 from cfgdistill.pipelines.sample import generate, initial_noise
 
 
@@ -46,7 +46,9 @@ def test_student_costs_one_pass_per_step_at_any_s(teacher, schedule, labels):
 
 def test_new_student_samples_like_the_conditional_teacher(teacher, schedule, labels):
     student = make_student(teacher, (1.0, 6.0))
-    assert torch.equal(generate(student, schedule, labels, s=4.0, steps=4), generate(teacher, schedule, labels, s=1.0, steps=4))
+    assert torch.equal(
+        generate(student, schedule, labels, s=4.0, steps=4), generate(teacher, schedule, labels, s=1.0, steps=4)
+    )
 
 
 def test_a_user_callable_can_be_sampled(schedule):

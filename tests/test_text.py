@@ -1,4 +1,5 @@
-"""Text conditioning: captions, the offline MiniLM encoder and its cache, negative prompts, a text train → distill → sample run."""
+"""Text conditioning: captions, the offline MiniLM encoder and its cache, negative prompts, a text train →
+distill → sample run."""
 
 import importlib.util
 import json
@@ -6,17 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_denoiser
 
 from cfgdistill.checkpoint import load as load_checkpoint
 from cfgdistill.cli import main
 from cfgdistill.conditioning import ENCODER, NULL_PROMPT, TEXT_DIM, TextConditioning, prompt_encoder
-from cfgdistill.data.captions import captions
 from cfgdistill.data import FASHION_CLASSES
+from cfgdistill.data.captions import captions
 from cfgdistill.guidance import guided
 from cfgdistill.guidance.rules import cfg
 from cfgdistill.pipelines.sample import generate
-
-from conftest import tiny_denoiser
 
 
 def cfg_prediction(model, x_t, t, cond, s, negative=None):
@@ -85,25 +85,42 @@ def test_negative_prompt_algebra_against_separate_passes():
 def text_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("text")
     quiet = ["--quiet", "--validate-every", "2", "--batch-size", "16", "--block-out-channels", "8,16"]
-    assert main(["train", "--data", "digits", "--conditioning", "text", "--out", str(root / "teacher"), "--steps", "3", *quiet]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                "digits",
+                "--conditioning",
+                "text",
+                "--out",
+                str(root / "teacher"),
+                "--steps",
+                "3",
+                *quiet,
+            ]
+        )
+        == 0
+    )
     quiet = quiet[:-2]
-    assert main(["distill", "--teacher", str(root / "teacher"), "--out", str(root / "student"), "--steps", "3", *quiet]) == 0
+    assert (
+        main(["distill", "--teacher", str(root / "teacher"), "--out", str(root / "student"), "--steps", "3", *quiet])
+        == 0
+    )
     return root
 
 
 def test_a_text_teacher_and_student_sample_from_prompts(text_runs, capsys, tmp_path):
     meta = json.loads((text_runs / "teacher" / "cfgdistill.json").read_text())["conditioning"]
     assert meta["type"] == "text" and meta["encoder"] == ENCODER and "the digit 3" in meta["training_prompts"]["3"]
+    prompts = ["--prompt", "the digit 3", "--prompt", "a handwritten seven", "--n", "4", "--steps", "2", "--quiet"]
     for kind in ("teacher", "student"):
-        argv = ["sample", "--model", str(text_runs / kind), "--out", str(tmp_path / f"{kind}.png"), "--steps", "2",
-                "--prompt", "the digit 3", "--prompt", "a handwritten seven", "--n", "4", "--quiet",
-                "--out-array", str(tmp_path / f"{kind}.npy")]
-        assert main(argv) == 0, capsys.readouterr().err
-    code = main(["sample", "--model", str(text_runs / "teacher"), "--out", str(tmp_path / "n.png"), "--steps", "2",
-                 "--prompt", "the digit 3", "--negative-prompt", "the digit 8", "--quiet"])
-    assert code == 0
-    code = main(["sample", "--model", str(text_runs / "student"), "--out", str(tmp_path / "n.png"), "--steps", "2",
-                 "--prompt", "the digit 3", "--negative-prompt", "the digit 8", "--quiet"])
+        argv = ["sample", "--model", str(text_runs / kind), "--out", str(tmp_path / f"{kind}.png"), *prompts]
+        assert main([*argv, "--out-array", str(tmp_path / f"{kind}.npy")]) == 0, capsys.readouterr().err
+    negative = ["--prompt", "the digit 3", "--negative-prompt", "the digit 8", "--steps", "2", "--quiet"]
+    out = ["--out", str(tmp_path / "n.png")]
+    assert main(["sample", "--model", str(text_runs / "teacher"), *out, *negative]) == 0
+    code = main(["sample", "--model", str(text_runs / "student"), *out, *negative])
     err = capsys.readouterr().err
     assert code == 1 and "takes no negative condition" in err and len(err.strip().splitlines()) == 1
 
@@ -121,7 +138,11 @@ def test_our_sampler_equals_the_benchmarks_plain_diffusers_loop(kind, text_runs,
     """The bench times our CFG loop against a plain one written on diffusers; both must draw the same pixels."""
     if kind == "text":  # a trained v-prediction checkpoint
         checkpoint = load_checkpoint(text_runs / "teacher")
-        model, schedule, cond = checkpoint.model, checkpoint.process, prompt_encoder()(["the digit 3", "a handwritten seven", "nine"])
+        model, schedule, cond = (
+            checkpoint.model,
+            checkpoint.process,
+            prompt_encoder()(["the digit 3", "a handwritten seven", "nine"]),
+        )
     else:
         model, cond = tiny_denoiser(), torch.tensor([3, 7, 9])
     plain_cfg_loop = benchmark_module().plain_cfg_loop
@@ -137,7 +158,10 @@ def test_a_text_checkpoint_reloads_to_identical_output(text_runs):
     again = load_checkpoint(text_runs / "student")
     x, cond = torch.randn(2, 1, 8, 8), prompt_encoder()(["the digit 1", "nine"])
     with torch.no_grad():
-        assert torch.equal(checkpoint.model(x, torch.tensor([5, 600]), cond, s=2.0), again.model(x, torch.tensor([5, 600]), cond, s=2.0))
+        assert torch.equal(
+            checkpoint.model(x, torch.tensor([5, 600]), cond, s=2.0),
+            again.model(x, torch.tensor([5, 600]), cond, s=2.0),
+        )
     assert not torch.equal(checkpoint.model.null_text, torch.zeros(TEXT_DIM))  # the encoder's "", not a blank
 
 
@@ -190,7 +214,11 @@ def test_encoder_readouts_name_the_class_of_an_unseen_prompt():
 def test_the_encoder_limit_scores_placed_prompts_by_their_class_and_the_rest_as_misses():
     from cfgdistill.evaluation.paraphrases import encoder_limit
 
-    per_prompt = {"a coat": {"class": "coat", "encoder_places": True}, "a parka": {"class": "coat", "encoder_places": False},
-                  "a tote": {"class": "bag", "encoder_places": False}, "a bag": {"class": "bag", "encoder_places": True}}
+    per_prompt = {
+        "a coat": {"class": "coat", "encoder_places": True},
+        "a parka": {"class": "coat", "encoder_places": False},
+        "a tote": {"class": "bag", "encoder_places": False},
+        "a bag": {"class": "bag", "encoder_places": True},
+    }
     assert abs(encoder_limit(per_prompt, ["bag", "coat"], [0.5, 0.75]) - (0.75 + 0 + 0 + 0.5) / 4) < 1e-12
     assert encoder_limit(per_prompt, ["bag", "coat"], [1.0, 1.0]) == 0.5  # 2 of 4 placed

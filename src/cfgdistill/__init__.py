@@ -15,8 +15,17 @@ __version__ = "0.1.0"
 
 _API = ("train_teacher", "distill", "sample", "evaluate", "load")
 
-__all__ = [*_API, "DemoConfig", "DistillConfig", "EvaluateConfig", "ExtrapolationWarning", "RunOptions",
-           "SampleConfig", "TrainConfig", "UserError"]
+__all__ = [
+    *_API,
+    "DemoConfig",
+    "DistillConfig",
+    "EvaluateConfig",
+    "ExtrapolationWarning",
+    "RunOptions",
+    "SampleConfig",
+    "TrainConfig",
+    "UserError",
+]
 
 
 def __getattr__(name):

@@ -1,9 +1,9 @@
 """The Python API, one function per command, each taking the command's config dataclass (config.py).
 
-    teacher = train_teacher(TrainConfig(steps=1200), RunOptions(out="runs/teacher"))
-    student = distill(teacher, DistillConfig(steps=600), RunOptions(out="runs/student"))
-    images = sample(student, SampleConfig(s=3, labels=["7"], n=8, out="sevens.png"))
-    evaluation = evaluate(teacher, student, EvaluateConfig(n=100, out="report"))
+teacher = train_teacher(TrainConfig(steps=1200), RunOptions(out="runs/teacher"))
+student = distill(teacher, DistillConfig(steps=600), RunOptions(out="runs/student"))
+images = sample(student, SampleConfig(s=3, labels=["7"], n=8, out="sevens.png"))
+evaluation = evaluate(teacher, student, EvaluateConfig(n=100, out="report"))
 """
 
 import math
@@ -55,14 +55,18 @@ def conditions(checkpoint: Checkpoint, config: SampleConfig) -> tuple:
         cond, columns = conditioning.encode(prompts=rows[: n or len(config.prompt)]), len(config.prompt)
     else:
         given = config.labels is not None
-        labels = resolve_labels(config.labels, conditioning.class_names) if given else list(range(checkpoint.num_classes))
+        labels = (
+            resolve_labels(config.labels, conditioning.class_names) if given else list(range(checkpoint.num_classes))
+        )
         if not labels:
             raise UserError("--labels is empty")
         check_labels(torch.tensor(labels), checkpoint.num_classes)
         n = n or (len(labels) if given else 10 * checkpoint.num_classes)
         cond = conditioning.encode(labels=torch.tensor(labels).repeat(math.ceil(n / len(labels)))[:n])
         columns = len(labels)
-    negative = None if config.negative_prompt is None else conditioning.encode(prompts=[config.negative_prompt] * len(cond))
+    negative = (
+        None if config.negative_prompt is None else conditioning.encode(prompts=[config.negative_prompt] * len(cond))
+    )
     return cond, negative, columns
 
 
@@ -80,9 +84,19 @@ def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -
     checkpoint = _checkpoint(model)
     rule = checkpoint.meta.guidance.rule
     cond, negative, columns = conditions(checkpoint, config)
-    images = generate(checkpoint.model, checkpoint.process, cond, s=config.s, rule=rule, steps=config.steps,
-                      sampler=config.sampler, seed=config.seed, negative=negative, batch_size=config.batch_size,
-                      progress=not config.quiet)
+    images = generate(
+        checkpoint.model,
+        checkpoint.process,
+        cond,
+        s=config.s,
+        rule=rule,
+        steps=config.steps,
+        sampler=config.sampler,
+        seed=config.seed,
+        negative=negative,
+        batch_size=config.batch_size,
+        progress=not config.quiet,
+    )
     if config.out is not None:
         save_image(tile(images, ncol=min(len(images), columns)), config.out)
     if config.out_array is not None:

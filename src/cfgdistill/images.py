@@ -14,7 +14,9 @@ def to_pixels(images: torch.Tensor, cell: int) -> list:
     """N×C×H×W in [-1, 1] -> PIL images of cell×cell pixels (nearest neighbour keeps pixels sharp)."""
     array = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
     mode = "L" if array.shape[-1] == 1 else "RGB"
-    return [Image.fromarray(a.squeeze(-1) if mode == "L" else a, mode).resize((cell, cell), Image.NEAREST) for a in array]
+    return [
+        Image.fromarray(a.squeeze(-1) if mode == "L" else a, mode).resize((cell, cell), Image.NEAREST) for a in array
+    ]
 
 
 def tile(images: torch.Tensor, ncol: int, cell: int = 32, pad: int = 2) -> Image.Image:
@@ -31,7 +33,9 @@ def labelled_panels(panels: dict, row_labels: list, col_labels: list, cell: int 
     """Side-by-side panels (title -> rows×cols×C×H×W tensor) with row and column captions."""
     font = ImageFont.load_default()
     margin, gap, head, pad = 60, 24, 36, 2
-    cell = max([cell] + [math.ceil(font.getlength(str(name))) + 6 for name in col_labels])  # long class names stay apart
+    cell = max(
+        [cell] + [math.ceil(font.getlength(str(name))) + 6 for name in col_labels]
+    )  # long class names stay apart
     grids = {title: tile(x.flatten(0, 1), x.shape[1], cell, pad) for title, x in panels.items()}
     width = margin + sum(g.width for g in grids.values()) + gap * (len(grids) - 1)
     height = head + max(g.height for g in grids.values())

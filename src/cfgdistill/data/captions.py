@@ -7,8 +7,14 @@ whether a model generalises beyond its training wording.
 import torch
 
 TEMPLATES = (
-    "{}", "a photo of {}", "a picture of {}", "an image of {}", "a product photo of {}",
-    "a black and white photo of {}", "a close-up of {}", "a catalogue image of {}",
+    "{}",
+    "a photo of {}",
+    "a picture of {}",
+    "an image of {}",
+    "a product photo of {}",
+    "a black and white photo of {}",
+    "a close-up of {}",
+    "a catalogue image of {}",
 )
 HELD_OUT_TEMPLATES = ("a grayscale snapshot showing {}", "this is {}", "someone photographed {}")
 
@@ -58,5 +64,6 @@ def new_words(dataset: str, class_names: list) -> dict:
 
 def uses_new_word(prompts: list, class_names: list, new_words: dict) -> torch.Tensor:
     """For (prompt, class index) pairs: does the prompt name its class with a word kept out of training?"""
-    return torch.tensor([any(p.endswith(w) for w in new_words.get(class_names[c], [])) for p, c in prompts],
-                        dtype=torch.bool)
+    return torch.tensor(
+        [any(p.endswith(w) for w in new_words.get(class_names[c], [])) for p, c in prompts], dtype=torch.bool
+    )

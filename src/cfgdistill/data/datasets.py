@@ -18,7 +18,18 @@ from ..errors import UserError
 DATASETS = ("digits", "fashion-mnist")
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_INSTALL = "make data  (or: sudo apt-get install dataset-fashion-mnist)"
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 FOLDER_IMAGE_SIZE = 32
@@ -83,7 +94,9 @@ def read_idx(path) -> np.ndarray:
     dims = struct.unpack(f">{rank}I", raw[4:header])
     dtype = np.dtype(IDX_TYPES[raw[2]])
     if len(raw) - header != math.prod(dims) * dtype.itemsize:
-        raise UserError(f"{path} holds {len(raw) - header} bytes of data; its header promises {math.prod(dims) * dtype.itemsize}")
+        raise UserError(
+            f"{path} holds {len(raw) - header} bytes of data; its header promises {math.prod(dims) * dtype.itemsize}"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
 
 
@@ -110,7 +123,9 @@ def open_image(path: Path):
             image.load()
             return image.copy()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-        raise UserError(f"cannot read image {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        raise UserError(
+            f"cannot read image {path}: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+        ) from None
 
 
 def has_colour(image) -> bool:
@@ -132,7 +147,10 @@ def load_image_folder(root, image_shape: tuple | None = None, image_size: int = 
     for label, folder in enumerate(folders):
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
         if len(files) < MIN_PER_CLASS:
-            raise UserError(f"class folder {folder} needs at least {MIN_PER_CLASS} images ({', '.join(sorted(IMAGE_SUFFIXES))}); it has {len(files)}")
+            raise UserError(
+                f"class folder {folder} needs at least {MIN_PER_CLASS} images "
+                f"({', '.join(sorted(IMAGE_SUFFIXES))}); it has {len(files)}"
+            )
         images += [open_image(f) for f in files]
         labels += [label] * len(files)
     if image_shape is None:
@@ -145,11 +163,15 @@ def load_image_folder(root, image_shape: tuple | None = None, image_size: int = 
     return ImageDataset(str(root.resolve()), x, torch.tensor(labels), [f.name for f in folders])
 
 
-def load_dataset(name: str, part: str = "train", image_shape: tuple | None = None, image_size: int | None = None) -> ImageDataset:
+def load_dataset(
+    name: str, part: str = "train", image_shape: tuple | None = None, image_size: int | None = None
+) -> ImageDataset:
     """A dataset's `train` or `test` (held-out) part, or `all` of it: digits, fashion-mnist, or a folder path.
     `image_size` sets a new folder model's side (default 32); the built-in datasets keep their own."""
     if image_size is not None and name in DATASETS:
-        raise UserError(f"--image-size applies to image folders; {name} images keep their own size, {NATIVE_SIZE[name]}")
+        raise UserError(
+            f"--image-size applies to image folders; {name} images keep their own size, {NATIVE_SIZE[name]}"
+        )
     if name == "fashion-mnist":
         return load_fashion_mnist(part)
     if name == "digits":

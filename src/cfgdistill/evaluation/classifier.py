@@ -1,4 +1,5 @@
-"""A small CNN classifier per dataset: its accuracy judges conditioning, its penultimate layer is the FD feature space."""
+"""A small CNN classifier per dataset: its accuracy judges conditioning, its penultimate layer is the FD feature
+space."""
 
 import hashlib
 import json
@@ -29,11 +30,18 @@ class FeatureClassifier(nn.Module):
         self.num_features = num_features
         large = image_size >= 16
         self.body = nn.Sequential(
-            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), *([nn.MaxPool2d(2)] if large else []),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveMaxPool2d(4) if large else nn.AdaptiveAvgPool2d(2), nn.Flatten(),
-            nn.Linear(128 * (16 if large else 4), num_features), nn.ReLU(),
+            nn.Conv2d(in_channels, 32, 3, padding=1),
+            nn.ReLU(),
+            *([nn.MaxPool2d(2)] if large else []),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(64, 128, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveMaxPool2d(4) if large else nn.AdaptiveAvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(128 * (16 if large else 4), num_features),
+            nn.ReLU(),
         )
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(num_features, num_classes))
 
@@ -109,7 +117,8 @@ def cache_name(dataset_name: str, *splits) -> str:
 
 
 def load_classifier(dataset_name: str, progress: bool = True, image_shape: tuple | None = None):
-    """The dataset's classifier from the cache, trained (and cached) only when missing; returns (classifier, accuracy)."""
+    """The dataset's classifier from the cache, trained (and cached) only when missing; returns (classifier,
+    accuracy)."""
     train, test = load_dataset(dataset_name, "train", image_shape), load_dataset(dataset_name, "test", image_shape)
     stem = cache_dir() / f"classifier-{cache_name(dataset_name, train, test)}-v{VERSION}"
     weights, info = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
@@ -125,5 +134,7 @@ def load_classifier(dataset_name: str, progress: bool = True, image_shape: tuple
     stem.parent.mkdir(parents=True, exist_ok=True)
     with atomic(weights) as tmp:
         save_file(classifier.state_dict(), tmp)
-    write_text(info, json.dumps({"dataset": dataset_name, "held_out_accuracy": accuracy, "held_out_images": len(test)}) + "\n")
+    write_text(
+        info, json.dumps({"dataset": dataset_name, "held_out_accuracy": accuracy, "held_out_images": len(test)}) + "\n"
+    )
     return classifier, accuracy

@@ -26,7 +26,9 @@ def nearest_scale(x_student: torch.Tensor, teacher_by_s: dict) -> float:
 def count_rows(model):
     """Count the images that pass through the network: one per image per network evaluation."""
     counter = {"rows": 0}
-    handle = model.register_forward_pre_hook(lambda module, args: counter.__setitem__("rows", counter["rows"] + args[0].shape[0]))
+    handle = model.register_forward_pre_hook(
+        lambda module, args: counter.__setitem__("rows", counter["rows"] + args[0].shape[0])
+    )
     try:
         yield counter
     finally:

@@ -35,18 +35,25 @@ def header_lines(report: dict) -> list:
     return [
         f"# Teacher (CFG) vs student on {report['dataset']}",
         "",
-        f"{report['samples_per_scale']} samples per guidance scale and model, {report['steps']} {report['sampler']} steps, "
+        f"{report['samples_per_scale']} samples per guidance scale and model, {report['steps']} "
+        f"{report['sampler']} steps, "
         f"seed {report['seed']}. FD is measured in the feature space of a classifier with held-out accuracy "
-        f"{100 * report['classifier_held_out_accuracy']:.1f}%, against {report['samples_per_scale']} held-out real images; "
+        f"{100 * report['classifier_held_out_accuracy']:.1f}%, against {report['samples_per_scale']} held-out "
+        "real images; "
         f"its noise floor (FD between two disjoint real sets of that size) is {report['fd_noise_floor']:.2f}. "
-        f"The student was distilled on s in {report['student_trained_range']}. It matches the teacher at an s when its FD is "
+        f"The student was distilled on s in {report['student_trained_range']}. It matches the teacher at an s "
+        "when its FD is "
         "at most the teacher's plus the larger of 10% and the noise floor, and its accuracy is within 1 point. "
-        "The accuracy gap's ± is twice the standard error of the paired difference (both models see the same noise and labels); "
+        "The accuracy gap's ± is twice the standard error of the paired difference (both models see the same "
+        "noise and labels); "
         "the largest class gap is the class whose own accuracy gap, in points, is largest in size; "
-        "the nearest teacher s is the evaluated s whose teacher samples, from the same noise, lie nearest the student's.",
+        "the nearest teacher s is the evaluated s whose teacher samples, from the same noise, lie nearest the "
+        "student's.",
         "",
-        "| s | FD teacher | FD student | acc teacher | acc student | acc gap t − s | largest class gap | diversity teacher | diversity student "
-        "| precision t / s | recall t / s | paired error | nearest teacher s | NFE t / s | samples/s t / s | ratio | student matches (FD, acc) |",
+        "| s | FD teacher | FD student | acc teacher | acc student | acc gap t − s | largest class gap | "
+        "diversity teacher | diversity student "
+        "| precision t / s | recall t / s | paired error | nearest teacher s | NFE t / s | samples/s t / s | "
+        "ratio | student matches (FD, acc) |",
         "|" + " --- |" * 17,
     ]
 
@@ -55,43 +62,60 @@ def row_line(r: dict, class_names: list) -> str:
     t, s = r["teacher"], r["student"]
     mark = " (extrapolated)" if r["extrapolated"] else ""
     return (
-            f"| {r['s']:g}{mark} | {t['fd']:.2f} | {s['fd']:.2f} | {100 * t['accuracy']:.1f}% | {100 * s['accuracy']:.1f}% "
-        f"| {100 * (t['accuracy'] - s['accuracy']):+.1f} ± {200 * r['accuracy_gap_se']:.1f} | {largest_class_gap(r, class_names)} "
+        f"| {r['s']:g}{mark} | {t['fd']:.2f} | {s['fd']:.2f} | {100 * t['accuracy']:.1f}% | {100 * s['accuracy']:.1f}% "
+        f"| {100 * (t['accuracy'] - s['accuracy']):+.1f} ± {200 * r['accuracy_gap_se']:.1f} | "
+        f"{largest_class_gap(r, class_names)} "
         f"| {t['within_class_distance']:.2f} | {s['within_class_distance']:.2f} "
         f"| {t['precision']:.2f} / {s['precision']:.2f} | {t['recall']:.2f} / {s['recall']:.2f} "
-        f"| {r['paired_relative_error']:.3f} | {r['nearest_teacher_s']:g} | {t['nfe_per_image']:g} / {s['nfe_per_image']:g} "
+        f"| {r['paired_relative_error']:.3f} | {r['nearest_teacher_s']:g} | {t['nfe_per_image']:g} / "
+        f"{s['nfe_per_image']:g} "
         f"| {t['samples_per_s']:.0f} / {s['samples_per_s']:.0f} | {r['throughput_ratio']:.2f} "
         f"| {yes(r['student_matches']['fd'])}, {yes(r['student_matches']['accuracy'])} |"
-        )
+    )
 
 
 def paraphrase_lines(h: dict) -> list:
     lines = [
-            "",
+        "",
         f"## Held-out paraphrases (s = {h['s']:g})",
         "",
         f"{h['prompts']} prompts never used in training (new templates and new words, e.g. "
-        + ", ".join(f"\"{p}\"" for p in h["examples"][:3]) + f"), {h['samples']} samples per model, "
+        + ", ".join(f'"{p}"' for p in h["examples"][:3])
+        + f"), {h['samples']} samples per model, "
         "classified against the class each prompt names:",
         "",
     ]
     columns = [(f"all {h['prompts']} prompts", "{m}_accuracy")]
     if "teacher_accuracy_new_words" in h:  # known words in new templates, apart from words never trained on
-        columns += [(f"{h['prompts'] - h['new_word_prompts']} with training words, new templates", "{m}_accuracy_known_words"),
-                    (f"{h['new_word_prompts']} with new words", "{m}_accuracy_new_words")]
+        columns += [
+            (f"{h['prompts'] - h['new_word_prompts']} with training words, new templates", "{m}_accuracy_known_words"),
+            (f"{h['new_word_prompts']} with new words", "{m}_accuracy_new_words"),
+        ]
     if "teacher_accuracy_encoder_placed" in h:
-        columns.append((f"{h['encoder_placed_prompts']} the encoder places (linear probe on the training captions)", "{m}_accuracy_encoder_placed"))
+        columns.append(
+            (
+                f"{h['encoder_placed_prompts']} the encoder places (linear probe on the training captions)",
+                "{m}_accuracy_encoder_placed",
+            )
+        )
     if "teacher_encoder_limit" in h:
         columns.append(("all, expected if the encoder were the only limit", "{m}_encoder_limit"))
     lines += ["| model | " + " | ".join(title for title, _ in columns) + " |", "|" + " --- |" * (len(columns) + 1)]
     lines += [f"| {m} | " + " | ".join(f"{100 * h[key.format(m=m)]:.1f}%" for _, key in columns) + " |" for m in MODELS]
     if "teacher_encoder_limit" in h:
-        lines += ["", "The last column is what to expect if each prompt the encoder places were drawn as well as its class's "
-                  "training prompt at this s (per class in report.json), and every other prompt missed."]
+        lines += [
+            "",
+            "The last column is what to expect if each prompt the encoder places were drawn as well as its class's "
+            "training prompt at this s (per class in report.json), and every other prompt missed.",
+        ]
     if "per_prompt" in h:
         hardest = sorted(h["per_prompt"].items(), key=lambda kv: kv[1]["teacher"])[:6]
-        lines += ["", "Hardest prompts (teacher / student): " + "; ".join(
-            f"\"{p}\" {100 * a['teacher']:.0f}% / {100 * a['student']:.0f}%" for p, a in hardest) + ". Every prompt's figure is in report.json."]
+        lines += [
+            "",
+            "Hardest prompts (teacher / student): "
+            + "; ".join(f'"{p}" {100 * a["teacher"]:.0f}% / {100 * a["student"]:.0f}%' for p, a in hardest)
+            + ". Every prompt's figure is in report.json.",
+        ]
     return lines
 
 
@@ -103,10 +127,12 @@ def speed_lines(v: dict) -> list:
         "| measure | value |",
         "| --- | --- |",
         f"| student / teacher samples per second | {v['student_over_teacher_samples_per_s']:.2f}x |",
-        f"| our CFG sampling time / plain diffusers loop | {v['ours_over_plain_diffusers_time']:.3f} (max pixel difference {v['ours_vs_plain_max_abs_difference']:.1e}) |",
+        f"| our CFG sampling time / plain diffusers loop | {v['ours_over_plain_diffusers_time']:.3f} (max "
+        f"pixel difference {v['ours_vs_plain_max_abs_difference']:.1e}) |",
         f"| sampler efficiency (network time / total), teacher | {v['sampler_efficiency_teacher']:.3f} |",
         f"| sampler efficiency, student | {v['sampler_efficiency_student']:.3f} |",
-        f"| teacher training, ours / plain fp32 loop (steps/s, batch {v['batch_size']}) | {v['train_ours_over_plain']:.2f}x "
+        f"| teacher training, ours / plain fp32 loop (steps/s, batch {v['batch_size']}) | "
+        f"{v['train_ours_over_plain']:.2f}x "
         f"({v['train_steps_per_s_ours']:.2f} vs {v['train_steps_per_s_plain_fp32']:.2f}) |",
         f"| plain loop with bf16 autocast (steps/s) | {v['train_steps_per_s_plain_bf16_autocast']:.2f} |",
     ]

@@ -28,8 +28,12 @@ def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) 
     repeats = max(1, n // len(prompts))
     labels = torch.tensor([c for _, c in prompts for _ in range(repeats)])
     cond = conditioning.encode(prompts=[p for p, _ in prompts for _ in range(repeats)])
-    summary = {"s": PARAPHRASE_S, "prompts": len(prompts), "samples": len(labels),
-               "examples": [p for p, _ in prompts[:: len(prompts) // len(names)]]}
+    summary = {
+        "s": PARAPHRASE_S,
+        "prompts": len(prompts),
+        "samples": len(labels),
+        "examples": [p for p, _ in prompts[:: len(prompts) // len(names)]],
+    }
     splits = prompt_splits(conditioning, prompts, labels[::repeats], summary)
     grids = {"prompts": [p for p, _ in prompts]}
     for name, ckpt in zip(MODELS, (teacher, student)):
@@ -61,6 +65,7 @@ def prompt_splits(conditioning, prompts: list, labels: torch.Tensor, summary: di
 def encoder_limit(per_prompt: dict, class_names: list, per_class_accuracy: list) -> float:
     """The paraphrase accuracy to expect if the denoiser drew each prompt the encoder places as well as its
     class's training prompt (`per_class_accuracy`, same s) and missed every prompt the encoder puts elsewhere."""
-    scores = [per_class_accuracy[class_names.index(a["class"])] if a["encoder_places"] else 0.0
-              for a in per_prompt.values()]
+    scores = [
+        per_class_accuracy[class_names.index(a["class"])] if a["encoder_places"] else 0.0 for a in per_prompt.values()
+    ]
     return sum(scores) / len(scores)

@@ -9,8 +9,15 @@ from ..config import EvaluateConfig
 from ..data import load_dataset
 from .classifier import load_classifier, predict
 from .compare import nearest_scale, paired_error, timed_sample
-from .metrics import (FrechetDistance, accuracy, embed, paired_gap_se, per_class_accuracy, precision_recall,
-                      within_class_distance)
+from .metrics import (
+    FrechetDistance,
+    accuracy,
+    embed,
+    paired_gap_se,
+    per_class_accuracy,
+    precision_recall,
+    within_class_distance,
+)
 from .paraphrases import MODELS, PARAPHRASE_S, encoder_limit, held_out_paraphrases
 
 
@@ -32,25 +39,37 @@ class Judge:
     def quality(self, images, labels) -> dict:
         features = embed(self.classifier, images)
         precision, recall = precision_recall(self.real_features, features)
-        return {"fd": self.fd(images), "accuracy": accuracy(self.classifier, images, labels),
-                "within_class_distance": within_class_distance(features, labels), "precision": precision,
-                "recall": recall}
+        return {
+            "fd": self.fd(images),
+            "accuracy": accuracy(self.classifier, images, labels),
+            "within_class_distance": within_class_distance(features, labels),
+            "precision": precision,
+            "recall": recall,
+        }
 
 
 def matches(row: dict, fd_noise_floor: float) -> dict:
-    """The student matches the teacher when its FD is within 10% or within the noise floor, and accuracy within 1 point."""
+    """The student matches the teacher when its FD is within 10% or within the noise floor, and accuracy within
+    1 point."""
     t, s = row["teacher"], row["student"]
-    return {"fd": s["fd"] <= t["fd"] + max(0.10 * t["fd"], fd_noise_floor),
-            "accuracy": abs(s["accuracy"] - t["accuracy"]) <= 0.01}
+    return {
+        "fd": s["fd"] <= t["fd"] + max(0.10 * t["fd"], fd_noise_floor),
+        "accuracy": abs(s["accuracy"] - t["accuracy"]) <= 0.01,
+    }
 
 
 def scale_row(judge: Judge, teacher, student, cond, labels, s, config: EvaluateConfig) -> tuple:
     """Both models at one s from the same noise: (figures, {model: images})."""
-    runs = {name: timed_sample(ckpt.model, ckpt.process, cond, s, config.steps, config.sampler, config.seed)
-            for name, ckpt in zip(MODELS, (teacher, student))}
+    runs = {
+        name: timed_sample(ckpt.model, ckpt.process, cond, s, config.steps, config.sampler, config.seed)
+        for name, ckpt in zip(MODELS, (teacher, student))
+    }
     low, high = student.model.config.guidance_range
-    row = {"s": s, "extrapolated": not low <= s <= high,
-           "paired_relative_error": paired_error(runs["student"].images, runs["teacher"].images)}
+    row = {
+        "s": s,
+        "extrapolated": not low <= s <= high,
+        "paired_relative_error": paired_error(runs["student"].images, runs["teacher"].images),
+    }
     for name, run in runs.items():
         row[name] = judge.quality(run.images, labels)
         row[name].update(samples_per_s=run.samples_per_second, nfe_per_image=run.nfe_per_image)
@@ -70,7 +89,9 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
     real = load_dataset(data_name, "test", image_shape)
     n = min(config.n, len(real))
     train_images = load_dataset(data_name, "train", image_shape).images  # disjoint from the held-out split
-    floor_set = train_images[torch.randperm(len(train_images), generator=torch.Generator().manual_seed(config.seed))[:n]]
+    floor_set = train_images[
+        torch.randperm(len(train_images), generator=torch.Generator().manual_seed(config.seed))[:n]
+    ]
     judge = Judge(classifier, FrechetDistance(classifier, real.images[:n]), embed(classifier, real.images[:n]))
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
     cond = teacher.conditioning.encode(labels=labels)  # a text model gets each class's first prompt
@@ -87,17 +108,26 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         row["nearest_teacher_s"] = nearest_scale(images["student"][row["s"]], images["teacher"])
     paraphrases, paraphrase_grids = None, None
     if teacher.conditioning.kind == "text":
-        paraphrases, paraphrase_grids = held_out_paraphrases(teacher, student, classifier, config.steps,
-                                                             config.sampler, config.seed, n)
+        paraphrases, paraphrase_grids = held_out_paraphrases(
+            teacher, student, classifier, config.steps, config.sampler, config.seed, n
+        )
         for row in (row for row in rows if row["s"] == PARAPHRASE_S):
             for name in MODELS:
                 paraphrases[f"{name}_encoder_limit"] = encoder_limit(
-                    paraphrases["per_prompt"], teacher.class_names, row[name]["per_class_accuracy"])
+                    paraphrases["per_prompt"], teacher.class_names, row[name]["per_class_accuracy"]
+                )
     report = {
-        "dataset": data_name, "class_names": teacher.class_names, "samples_per_scale": n, "steps": config.steps,
-        "sampler": config.sampler, "seed": config.seed, "student_trained_range": list(student.model.config.guidance_range),
+        "dataset": data_name,
+        "class_names": teacher.class_names,
+        "samples_per_scale": n,
+        "steps": config.steps,
+        "sampler": config.sampler,
+        "seed": config.seed,
+        "student_trained_range": list(student.model.config.guidance_range),
         "classifier_held_out_accuracy": classifier_accuracy,
-        "real_accuracy": accuracy(classifier, real.images[:n], real.labels[:n]), "fd_noise_floor": floor,
-        "rows": rows, "held_out_paraphrases": paraphrases,
+        "real_accuracy": accuracy(classifier, real.images[:n], real.labels[:n]),
+        "fd_noise_floor": floor,
+        "rows": rows,
+        "held_out_paraphrases": paraphrases,
     }
     return Evaluation(report, {name: torch.stack(g) for name, g in grids.items()}, paraphrase_grids)

@@ -81,6 +81,9 @@ def student_denoiser(model, s, negative=None):
     check_request(model, s, negative)
     low, high = model.config.guidance_range
     if not torch.is_tensor(s) and not low <= s <= high:
-        warnings.warn(f"the student was distilled on s in [{low:g}, {high:g}]; s = {s:g} is extrapolated",
-                      ExtrapolationWarning, stacklevel=2)
+        warnings.warn(
+            f"the student was distilled on s in [{low:g}, {high:g}]; s = {s:g} is extrapolated",
+            ExtrapolationWarning,
+            stacklevel=2,
+        )
     return lambda x_t, t, cond: model(x_t, t, cond, s=s)

@@ -1,10 +1,10 @@
 """Our UNet on diffusers blocks: the class- or text-conditional teacher and its guidance-embedded student."""
 
 import torch
-from torch import nn
 from diffusers import ModelMixin, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from torch import nn
 
 
 class GuidanceEmbedding(nn.Module):
@@ -86,7 +86,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         return (c.in_channels, c.sample_size, c.sample_size)
 
     def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
-        """"No condition" for each row of cond: the null class, or the empty prompt's embedding."""
+        """ "No condition" for each row of cond: the null class, or the empty prompt's embedding."""
         if self.config.text_dim:
             return self.null_text.expand(cond.shape[0], -1)
         return torch.full_like(cond, self.config.num_classes)

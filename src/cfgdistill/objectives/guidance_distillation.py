@@ -21,7 +21,13 @@ class GuidanceDistillation(Objective):
     name = "student"
 
     def __init__(self, teacher, process, conditioning, config, rule, dataset=None):
-        self.teacher, self.process, self.conditioning, self.config, self.rule = teacher, process, conditioning, config, rule
+        self.teacher, self.process, self.conditioning, self.config, self.rule = (
+            teacher,
+            process,
+            conditioning,
+            config,
+            rule,
+        )
         self.trajectories = TeacherTrajectories(teacher, process, conditioning, config, rule)
         self.guidance_rms = None
         if config.loss_space == "guidance":
@@ -68,15 +74,18 @@ class GuidanceDistillation(Objective):
         if missing.any():
             mask = missing.view(-1, *[1] * (pred_cond.ndim - 1))
             pair = predict_pair(self.teacher, *(rows[key][missing] for key in ("x_t", "t", "cond")))
-            pred_cond, pred_uncond = (old.masked_scatter(mask, new.float().to(old.dtype))
-                                      for old, new in zip((pred_cond, pred_uncond), pair))
+            pred_cond, pred_uncond = (
+                old.masked_scatter(mask, new.float().to(old.dtype)) for old, new in zip((pred_cond, pred_uncond), pair)
+            )
         return pred_cond, pred_uncond
 
     def loss(self, student, rows: dict) -> torch.Tensor:
         pred_cond, pred_uncond = self.teacher_outputs(rows)
         draws, s = rows["s"].shape[1], rows["s"].flatten()  # row i at its scales: rows i·draws ... (i + 1)·draws − 1
         x_t, t, cond, pred_cond, pred_uncond = (
-            value.repeat_interleave(draws, dim=0) for value in (rows["x_t"], rows["t"], rows["cond"], pred_cond, pred_uncond))
+            value.repeat_interleave(draws, dim=0)
+            for value in (rows["x_t"], rows["t"], rows["cond"], pred_cond, pred_uncond)
+        )
         target = self.rule(pred_cond.float(), pred_uncond.float(), s, t=t)
         pred = student(x_t, t, cond, s).float()
         if self.config.loss_space == "prediction":

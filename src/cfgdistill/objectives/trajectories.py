@@ -23,9 +23,12 @@ class TeacherTrajectories:
         """New paths from pure noise, with a random class (or null) condition and s ~ U[s_min, s_max]."""
         labels = torch.randint(0, self.teacher.config.num_classes, (n,), generator=generator)
         s_min, s_max = self.config.guidance_min, self.config.guidance_max
-        return {"x_t": torch.randn((n, *image_shape), generator=generator), "k": torch.zeros(n, dtype=torch.long),
-                "cond": self.conditioning.draw(labels, generator, self.config.p_uncond),
-                "s": s_min + (s_max - s_min) * torch.rand(n, generator=generator)}
+        return {
+            "x_t": torch.randn((n, *image_shape), generator=generator),
+            "k": torch.zeros(n, dtype=torch.long),
+            "cond": self.conditioning.draw(labels, generator, self.config.p_uncond),
+            "s": s_min + (s_max - s_min) * torch.rand(n, generator=generator),
+        }
 
     def pair(self) -> tuple:
         """The teacher's (cond, uncond) outputs at every path state, in float32."""
@@ -58,7 +61,13 @@ class TeacherTrajectories:
         if self.state is None:
             self.start(n, image_shape, generator)
         pred_cond, pred_uncond = self.pair()
-        rows = {"x_t": self.state["x_t"].clone(), "t": self.timesteps[self.state["k"]], "cond": self.state["cond"].clone(),
-                "s": self.state["s"].clone(), "pred_cond": pred_cond, "pred_uncond": pred_uncond}
+        rows = {
+            "x_t": self.state["x_t"].clone(),
+            "t": self.timesteps[self.state["k"]],
+            "cond": self.state["cond"].clone(),
+            "s": self.state["s"].clone(),
+            "pred_cond": pred_cond,
+            "pred_uncond": pred_uncond,
+        }
         self.advance(self.guide(pred_cond, pred_uncond), torch.ones(n, dtype=torch.bool), generator)
         return rows

@@ -32,8 +32,11 @@ def run_demo(config: DemoConfig) -> dict:
     rows = compare_at_scales(teacher, student, config)
     summary = {
         "what": "teacher (CFG) vs guidance-distilled student, same noise, labels and deterministic sampler",
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "torch_threads": torch.get_num_threads()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "torch_threads": torch.get_num_threads(),
+        },
         "train_steps": teacher.meta.training["steps"],
         "distill_steps": student.meta.training["distill"]["steps"],
         "guidance_trained_range": student.model.config.guidance_range,
@@ -62,9 +65,11 @@ def compare_at_scales(teacher, student, config: DemoConfig) -> list:
         panels["student"].append(s_run.images[:classes])
         strongest = {"teacher": t_run.images, "student": s_run.images}
         if not config.quiet:
-            print(f"s = {s:g}: paired error {summary['paired_relative_error']:.4f}, "
-                  f"student/teacher throughput {summary['throughput_ratio']:.2f}x, "
-                  f"NFE/image {summary['teacher_nfe_per_image']:g} vs {summary['student_nfe_per_image']:g}")
+            print(
+                f"s = {s:g}: paired error {summary['paired_relative_error']:.4f}, "
+                f"student/teacher throughput {summary['throughput_ratio']:.2f}x, "
+                f"NFE/image {summary['teacher_nfe_per_image']:g} vs {summary['student_nfe_per_image']:g}"
+            )
     titles = {"teacher": "teacher: CFG, 2 passes/step", "student": "student: 1 pass/step (* extrapolated s)"}
     columns = [f"s={s:g}" + ("*" if row["extrapolated_for_student"] else "") for s, row in zip(GRID_S, rows)]
     grid = labelled_panels({titles[k]: torch.stack(v) for k, v in panels.items()}, columns, teacher.class_names)

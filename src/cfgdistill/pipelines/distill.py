@@ -29,8 +29,12 @@ def fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
-def distill(teacher: Checkpoint | str | Path, config: DistillConfig, run: RunOptions | None = None,
-            dataset: ImageDataset | None = None) -> Checkpoint:
+def distill(
+    teacher: Checkpoint | str | Path,
+    config: DistillConfig,
+    run: RunOptions | None = None,
+    dataset: ImageDataset | None = None,
+) -> Checkpoint:
     """Train a student, initialised from the teacher, on the teacher's output under the rule `config.guider`.
 
     `dataset` (or `config.data`) gives the images x_t is noised from; by default the teacher's own.
@@ -55,9 +59,15 @@ def distill(teacher: Checkpoint | str | Path, config: DistillConfig, run: RunOpt
         identity["guidance_weighting"] = GUIDANCE_WEIGHTING
     fit(student, objective, dataset, config, run, identity, class_preview(teacher.process, teacher.conditioning))
     teacher_model.cpu()
-    result = Checkpoint.create(student.cpu(), teacher.process, kind="student", dataset=dataset,
-                               training={"teacher": teacher.meta.training, "distill": asdict(config)},
-                               conditioning=teacher.conditioning, rule=config.guider)
+    result = Checkpoint.create(
+        student.cpu(),
+        teacher.process,
+        kind="student",
+        dataset=dataset,
+        training={"teacher": teacher.meta.training, "distill": asdict(config)},
+        conditioning=teacher.conditioning,
+        rule=config.guider,
+    )
     if run.out is not None and is_main_process():
         result.save(run.out, overwrite=True)
     return result

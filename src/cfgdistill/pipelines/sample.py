@@ -33,9 +33,23 @@ def denoise(denoiser, sampler, x_T, cond=None, steps: int = 25, progress=False, 
 
 
 @torch.no_grad()
-def generate(model, process, cond=None, *, n: int | None = None, s: float = 1.0, rule: str = "cfg", steps: int = 25,
-             sampler: str = "ddim", seed: int = 0, negative=None, shape: tuple | None = None, batch_size: int = 256,
-             progress: bool = False, callback=None) -> torch.Tensor:
+def generate(
+    model,
+    process,
+    cond=None,
+    *,
+    n: int | None = None,
+    s: float = 1.0,
+    rule: str = "cfg",
+    steps: int = 25,
+    sampler: str = "ddim",
+    seed: int = 0,
+    negative=None,
+    shape: tuple | None = None,
+    batch_size: int = 256,
+    progress: bool = False,
+    callback=None,
+) -> torch.Tensor:
     """Draw N×C×H×W samples in [-1, 1]. Image i starts from noise seeded with seed + i.
 
     `model(x_t, t, cond)` may be a cfgdistill network or any callable (cond None = unconditional);

@@ -22,8 +22,10 @@ def check_unet_levels(size: int, levels: int):
     """Each UNet level but the last halves the image and the way up doubles it, so the halvings must be exact."""
     factor = 2 ** (levels - 1)
     if size % factor:
-        raise UserError(f"{size}×{size} images cannot pass {levels} UNet levels (--block-out-channels): "
-                        f"each level but the last halves the image, so its side must be a multiple of {factor}")
+        raise UserError(
+            f"{size}×{size} images cannot pass {levels} UNet levels (--block-out-channels): "
+            f"each level but the last halves the image, so its side must be a multiple of {factor}"
+        )
 
 
 def make_teacher_network(config: TrainConfig, dataset: ImageDataset, conditioning) -> Denoiser:
@@ -44,7 +46,9 @@ def make_teacher_network(config: TrainConfig, dataset: ImageDataset, conditionin
     return model
 
 
-def train_teacher(config: TrainConfig, run: RunOptions | None = None, dataset: ImageDataset | None = None) -> Checkpoint:
+def train_teacher(
+    config: TrainConfig, run: RunOptions | None = None, dataset: ImageDataset | None = None
+) -> Checkpoint:
     """Train a teacher. With `run.out`, checkpoints and logs go there and the model is saved there at the end."""
     config.validate()
     run = run or RunOptions()
@@ -58,8 +62,9 @@ def train_teacher(config: TrainConfig, run: RunOptions | None = None, dataset: I
     model = make_teacher_network(config, dataset, conditioning)
     objective = Denoising(process, conditioning, config.p_uncond)
     fit(model, objective, dataset, config, run, {"data_images": len(dataset)}, class_preview(process, conditioning))
-    teacher = Checkpoint.create(model.cpu(), process, kind="teacher", dataset=dataset, training=asdict(config),
-                                conditioning=conditioning)
+    teacher = Checkpoint.create(
+        model.cpu(), process, kind="teacher", dataset=dataset, training=asdict(config), conditioning=conditioning
+    )
     if run.out is not None and is_main_process():
         teacher.save(run.out, overwrite=True)
     return teacher

@@ -30,8 +30,14 @@ class VP:
         """No x_0 clipping: DDIM clips x_0 without recomputing eps, which leaves guided samples noisy."""
         if prediction_type not in PREDICTIONS:
             raise UserError(f"prediction type must be one of {', '.join(PREDICTIONS)}, got {prediction_type!r}")
-        return cls(DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule="squaredcos_cap_v2",
-                                 prediction_type=prediction_type, clip_sample=False))
+        return cls(
+            DDPMScheduler(
+                num_train_timesteps=num_train_timesteps,
+                beta_schedule="squaredcos_cap_v2",
+                prediction_type=prediction_type,
+                clip_sample=False,
+            )
+        )
 
     @classmethod
     def load(cls, folder) -> "VP":

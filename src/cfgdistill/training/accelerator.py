@@ -16,7 +16,8 @@ def make_accelerator(config, run):
         accelerator = Accelerator(
             mixed_precision=config.mixed_precision,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
-            cpu=run.cpu or not torch.cuda.is_available(),  # without it, CPU processes stay apart instead of forming a gloo group
+            cpu=run.cpu
+            or not torch.cuda.is_available(),  # without it, CPU processes stay apart instead of forming a gloo group
             log_with="tensorboard" if run.out is not None else None,
             project_dir=None if run.out is None else Path(run.out) / "logs",
         )

@@ -43,8 +43,15 @@ def split_rows(batch: dict, parts: int, index: int) -> dict:
     return {k: v.chunk(parts)[index] if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def fit(model, objective, data: ImageDataset, config: LoopConfig, run: RunOptions | None = None,
-        identity: dict | None = None, preview=None):
+def fit(
+    model,
+    objective,
+    data: ImageDataset,
+    config: LoopConfig,
+    run: RunOptions | None = None,
+    identity: dict | None = None,
+    preview=None,
+):
     """AdamW with warm-up and cosine decay, gradient clipping and EMA; returns the model holding its EMA weights.
 
     `objective.draw(x_0, labels, generator)` makes a global batch (a dict of tensors, one row per sample);
@@ -72,10 +79,15 @@ class Training:
         self.recipe = {**asdict(config), **identity, "processes": self.world}
         global_batch(data, self.global_size, config.seed, 1)  # refuses a batch larger than the data before any write
         if self.world > 1:
-            self.log(f"{self.world} processes in one {torch.distributed.get_backend()} group; global batch {self.global_size}")
+            self.log(
+                f"{self.world} processes in one {torch.distributed.get_backend()} group; global batch "
+                f"{self.global_size}"
+            )
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
         warmup = min(config.warmup_steps, config.steps // 10)
-        self.lr_schedule = get_scheduler("cosine", self.optimizer, num_warmup_steps=warmup, num_training_steps=config.steps)
+        self.lr_schedule = get_scheduler(
+            "cosine", self.optimizer, num_warmup_steps=warmup, num_training_steps=config.steps
+        )
         self.wrapped, self.optimizer = accelerator.prepare(model, self.optimizer)
         self.ema = EMAModel(model.parameters(), decay=config.ema_decay, foreach=True)  # after prepare: on the device
         objective.to(accelerator.device)
@@ -91,7 +103,9 @@ class Training:
         if resume_from is not None:
             tensors, meta = state.load_state(resume_from)
             state.check_same_run(meta, self.objective.name, self.recipe, resume_from)
-            state.restore(tensors, meta, self.model, self.ema, self.optimizer, self.lr_schedule, resume_from, self.objective)
+            state.restore(
+                tensors, meta, self.model, self.ema, self.optimizer, self.lr_schedule, resume_from, self.objective
+            )
             self.ema.to(self.accelerator.device)
             start = meta["step"]
             self.log(f"resumed from {resume_from} at step {start}")
@@ -130,8 +144,10 @@ class Training:
         out = self.run_options.out
         last, _ = state.scan(out) if out is not None else ([], [])
         kept = f"the last complete checkpoint, {last[-1]}, is intact" if last else "no checkpoint was written"
-        return UserError(f"{self.objective.name}: the loss is not finite at step {step}; stopped before the update; "
-                         f"{kept}; try a lower --lr")
+        return UserError(
+            f"{self.objective.name}: the loss is not finite at step {step}; stopped before the update; "
+            f"{kept}; try a lower --lr"
+        )
 
     def save(self, step: int):
         path = None
@@ -159,8 +175,14 @@ class Training:
     def run(self):
         run, start = self.run_options, self.restore()
         self.wrapped.train()
-        bar = tqdm(range(start + 1, self.config.steps + 1), desc=self.objective.name, initial=start,
-                   total=self.config.steps, disable=run.quiet or not self.accelerator.is_main_process, dynamic_ncols=True)
+        bar = tqdm(
+            range(start + 1, self.config.steps + 1),
+            desc=self.objective.name,
+            initial=start,
+            total=self.config.steps,
+            disable=run.quiet or not self.accelerator.is_main_process,
+            dynamic_ncols=True,
+        )
         clock, saved = {"time": time.perf_counter(), "step": start}, {}
         with state.StopSignals() as signals:
             for step in bar:

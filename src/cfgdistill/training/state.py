@@ -141,10 +141,14 @@ def prepare_run_folder(run):
     if run.resume is not None:
         check_output_dir(run.out, overwrite=True)
         if run.resume != "latest" and not Path(run.resume).is_dir():
-            raise UserError(f"--resume {run.resume}: no such checkpoint folder (use 'latest' or a checkpoints/step-N folder)")
+            raise UserError(
+                f"--resume {run.resume}: no such checkpoint folder (use 'latest' or a checkpoints/step-N folder)"
+            )
         return
     if checkpoint_root(run.out).is_dir() and not run.overwrite:
-        raise UserError(f"{run.out} holds a training run; pass --resume latest to continue it or --overwrite to start over")
+        raise UserError(
+            f"{run.out} holds a training run; pass --resume latest to continue it or --overwrite to start over"
+        )
     check_output_dir(run.out, run.overwrite)
 
 

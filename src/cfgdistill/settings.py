@@ -1,0 +1,148 @@
+"""Settings as dataclass fields: the kinds of value, each with its one validator, and the `setting` field.
+
+A kind checks a value both when a flag is parsed (flags.py) and when a config is validated (the API).
+This module imports no torch.
+"""
+
+import math
+from dataclasses import MISSING, field, fields, replace
+from pathlib import Path
+
+from .errors import UserError
+
+
+class Kind:
+    """A kind of value: how a flag's text becomes it, and what makes it invalid.
+
+    `usage` kinds are refused while the flags are parsed (exit 2); the others when the config is
+    validated (exit 1), as a request that parses but cannot be carried out.
+    """
+
+    def __init__(self, convert, problem=None, usage=True, nargs=None):
+        self.convert, self.problem, self.usage, self.nargs = convert, problem or (lambda value: None), usage, nargs
+
+    def parse(self, text: str):
+        value = self.convert(text)
+        problem = self.problem(value) if self.usage else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+def _number(cast, noun):
+    def convert(text):
+        try:
+            return cast(text)
+        except (TypeError, ValueError):
+            raise ValueError(f"{text!r} is not a {noun}") from None
+
+    return convert
+
+
+def _finite(value):
+    values = value if isinstance(value, (list, tuple)) else [value]
+    bad = [v for v in values if not (isinstance(v, (int, float)) and math.isfinite(v))]
+    return f"{bad[0]!r} is not a finite number" if bad else None
+
+
+def _float(text):
+    value = _number(float, "number")(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
+def _whole(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _widths(text):
+    try:
+        return [int(item) for item in text.split(",")]
+    except ValueError:
+        raise ValueError(f"widths must be whole numbers separated by commas, got {text!r}") from None
+
+
+def _names(text):
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+WHOLE = Kind(_number(int, "whole number"), lambda v: None if _whole(v) else f"must be a whole number, got {v!r}")
+POSITIVE = Kind(_number(int, "whole number"), lambda v: None if _whole(v) and v > 0 else f"must be > 0, got {v}")
+POSITIVE_NUMBER = Kind(_float, lambda v: _finite(v) or (None if v > 0 else f"must be > 0, got {v}"))
+COUNT = Kind(
+    _number(int, "whole number"), lambda v: None if _whole(v) and v >= 0 else f"must be >= 0 (0: never), got {v}"
+)
+FINITE = Kind(_float, _finite)
+SEED = Kind(
+    _number(int, "whole number"),
+    lambda v: None if _whole(v) and 0 <= v < 2**63 else f"must be a whole number >= 0 and < 2^63, got {v}",
+    usage=False,
+)
+PROBABILITY = Kind(_float, lambda v: _finite(v) or (None if 0 <= v < 1 else f"must be in [0, 1), got {v}"), usage=False)
+FRACTION = Kind(_float, lambda v: _finite(v) or (None if 0 <= v <= 1 else f"must be in [0, 1], got {v}"), usage=False)
+WIDTHS = Kind(
+    _widths,
+    lambda v: (
+        None
+        if v and all(_whole(w) and w > 0 and w % 4 == 0 for w in v)
+        else f"widths must be positive multiples of 4, got {','.join(map(str, v))}"
+    ),
+)
+FLOATS = Kind(lambda text: [_float(item) for item in text.split(",") if item.strip()], _finite)
+NAMES = Kind(_names)
+TEXT = Kind(str)
+PATH = Kind(Path)
+SWITCH = Kind(bool)
+IMAGE_SIZE = Kind(
+    _number(int, "whole number"),
+    lambda v: None if _whole(v) and v >= 8 else f"must be at least 8 pixels, got {v}",
+    usage=False,
+)
+
+
+def setting(default=MISSING, help="", kind=TEXT, *, choices=None, flag=None, short=None, required=False, repeat=False):
+    """A dataclass field that is also a flag: `--name-with-dashes`, unless `flag` names it otherwise."""
+    meta = dict(help=help, kind=kind, choices=choices, flag=flag, short=short, required=required, repeat=repeat)
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def flag_of(item) -> str:
+    return item.metadata.get("flag") or "--" + item.name.replace("_", "-")
+
+
+class Settings:
+    """Validation shared by every config: each field by its kind, then the config's own cross-field checks."""
+
+    def validate(self):
+        for item in fields(self):
+            value, kind = getattr(self, item.name), item.metadata.get("kind")
+            if kind is None or value is None:
+                continue
+            problem = self._problem(item, value, kind)
+            if problem:
+                name = flag_of(item).lstrip("-")
+                raise UserError(f"{name} {problem}" if problem.startswith("must") else f"{name}: {problem}")
+        self.check()
+        return self
+
+    @staticmethod
+    def _problem(item, value, kind):
+        choices = item.metadata.get("choices")
+        if choices and value not in choices:
+            return f"must be one of {', '.join(choices)}, got {value!r}"
+        return kind.problem(value)
+
+    def check(self):
+        """Checks that involve more than one field."""
+
+    @classmethod
+    def preset(cls, name: str, **overrides):
+        from .config import PRESETS
+
+        """The config with a named preset's values, then `overrides`."""
+        if name not in PRESETS:
+            raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
+        return replace(cls(), **PRESETS[name].get(cls.command, {}), **overrides)
