@@ -7,7 +7,6 @@ Absolute times on a shared machine mean little; the ratios are what to read.
 """
 
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from diffusers import DDIMScheduler
 
 from cfgdistill import EvaluateConfig, RunOptions, TrainConfig, UserError, evaluate, load, train_teacher
 from cfgdistill.data import load_dataset
+from cfgdistill.evaluation.machine import machine_record
 from cfgdistill.evaluation.markdown import speed_lines, write_report
 from cfgdistill.flags import Parser, argparse_type
 from cfgdistill.networks import Denoiser
@@ -155,7 +155,7 @@ def main():
     except UserError as error:
         parser.exit(1, f"run.py: error: {error}\n")
     timing = speed(teacher, student, args.steps, 200, args.train_steps)
-    machine = {"platform": platform.platform(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    machine = machine_record()
     if args.speed_only:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "speed.json").write_text(json.dumps({**timing, "machine": machine}, indent=2) + "\n")

@@ -1,7 +1,6 @@
 """`demo`: train a teacher on the bundled digits, distill it, and compare the two side by side."""
 
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import torch
 
 from ..config import DemoConfig, DistillConfig, RunOptions, TrainConfig
 from ..evaluation.compare import compare
+from ..evaluation.machine import machine_record
 from ..images import labelled_panels, save_image, tile
 from ..io import check_output_dir, write_text
 from .distill import distill
@@ -32,11 +32,7 @@ def run_demo(config: DemoConfig) -> dict:
     rows = compare_at_scales(teacher, student, config)
     summary = {
         "what": "teacher (CFG) vs guidance-distilled student, same noise, labels and deterministic sampler",
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": machine_record(),
         "train_steps": teacher.meta.training["steps"],
         "distill_steps": student.meta.training["distill"]["steps"],
         "guidance_trained_range": student.model.config.guidance_range,
