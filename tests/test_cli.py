@@ -40,6 +40,19 @@ def test_fashion_preset_scales_and_shifts_unless_told_not_to():
     assert build_parser().parse_args(["train", "--out", "x"]).scale_shift is False
 
 
+def test_a_preset_gives_the_api_the_values_it_gives_the_flags():
+    from dataclasses import fields
+
+    from cfgdistill import DistillConfig, TrainConfig
+    from cfgdistill.cli import parse
+
+    commands = {TrainConfig: ["train", "--out", "x"], DistillConfig: ["distill", "--teacher", "t", "--out", "x"]}
+    for cls, argv in commands.items():
+        from_flags = parse([*argv, "--preset", "fashion-cpu"])[1][cls]
+        assert all(getattr(from_flags, f.name) == getattr(cls.preset("fashion-cpu"), f.name) for f in fields(cls))
+    assert TrainConfig.preset("fashion-cpu", steps=10).steps == 10 and TrainConfig.preset("fashion-cpu").scale_shift
+
+
 def test_fashion_preset_weights_the_distillation_loss_by_t():
     argv = ["distill", "--preset", "fashion-cpu", "--teacher", "t", "--out", "x"]
     assert build_parser("fashion-cpu").parse_args(argv).loss_space == "guidance"

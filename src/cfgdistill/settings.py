@@ -140,9 +140,9 @@ class Settings:
 
     @classmethod
     def preset(cls, name: str, **overrides):
-        from .config import PRESETS
-
         """The config with a named preset's values, then `overrides`."""
+        from .config import PRESETS  # the presets name configs, which are built on this module
+
         if name not in PRESETS:
             raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-        return replace(cls(), **PRESETS[name].get(cls.command, {}), **overrides)
+        return replace(cls(), **{**PRESETS[name].get(cls.command, {}), **overrides})

@@ -7,6 +7,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..io import atomic  # noqa: E402
+
 STYLE = {
     "teacher": dict(marker="o", label="teacher (CFG, 2 passes)"),
     "student": dict(marker="s", linestyle="--", label="student (1 pass)"),
@@ -23,7 +25,8 @@ def plot_report(report: dict, out: Path) -> None:
     for plot in (fd_vs_s, accuracy_vs_s, diversity, trade_off, speed):
         fig = plot(report)
         fig.tight_layout()
-        fig.savefig(out / fig.get_label(), dpi=120)
+        with atomic(out / fig.get_label()) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
         plt.close(fig)
 
 

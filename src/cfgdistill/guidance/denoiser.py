@@ -4,20 +4,20 @@ A teacher runs its conditional and unconditional (or negative) branches in one b
 (k-diffusion's `cat([x, x])`) and the rule combines them; a guidance-distilled student runs once, with s.
 """
 
-import math
 import warnings
 
 import torch
 
 from ..errors import ExtrapolationWarning, UserError
 from ..networks import takes_guidance
+from ..settings import FINITE
 from . import get_rule
 
 
 def check_guidance(s: float) -> float:
     """Return s as a float, refusing NaN and infinities."""
     s = float(s)
-    if not math.isfinite(s):
+    if FINITE.problem(s):
         raise UserError(f"guidance scale must be a finite number, got {s}")
     return s
 
