@@ -75,6 +75,7 @@ class Checkpoint:
     process: object  # a forward process (processes/)
     conditioning: object  # ClassConditioning or TextConditioning
     meta: Meta
+    path: Path | None = None  # the folder it was loaded from or last saved to
 
     @classmethod
     def create(cls, model, process, *, kind, dataset, training, conditioning=None, rule="cfg") -> "Checkpoint":
@@ -112,6 +113,7 @@ class Checkpoint:
         with atomic(path / "scheduler") as tmp:
             self.process.save(tmp)
         write_text(path / META_FILE, json.dumps(asdict(self.meta), indent=2) + "\n")
+        self.path = path
         return path
 
 
@@ -166,4 +168,4 @@ def load(path) -> Checkpoint:
         conditioning = conditioning_from_meta(meta.conditioning)
     except (KeyError, TypeError) as error:
         raise UserError(f"{path / META_FILE}: conditioning lacks {error}") from None
-    return Checkpoint(model, process, conditioning, meta)
+    return Checkpoint(model, process, conditioning, meta, path)

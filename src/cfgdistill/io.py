@@ -12,6 +12,8 @@ from pathlib import Path
 
 from .errors import UserError
 
+LOCK_FILE = ".cfgdistill.lock"  # held by the run that writes a run folder (training/run_folder.py)
+
 
 def _fsync(path: Path):
     for item in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
@@ -49,6 +51,25 @@ def atomic(path, suffix: str = ""):
         _remove(tmp)
 
 
+@contextmanager
+def staged(folder, last: tuple = ()):
+    """Yield a hidden staging folder inside `folder`; once the block succeeds every file in it is renamed
+    into `folder` (the names in `last` last), so a multi-file output appears whole or not at all."""
+    folder = Path(folder)
+    stage = folder / f".staging-{os.getpid()}"
+    _remove(stage)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        _fsync(stage)
+        for item in sorted(stage.iterdir(), key=lambda p: (p.name in last, p.name)):
+            if item.is_dir() and (folder / item.name).exists():
+                _remove(folder / item.name)
+            os.replace(item, folder / item.name)
+    finally:
+        _remove(stage)
+
+
 def write_text(path, text: str) -> Path:
     with atomic(path) as tmp:
         tmp.write_text(text)
@@ -60,7 +81,7 @@ def check_output_dir(path, overwrite: bool = False):
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"output {path} exists and is not a folder")
-    if path.is_dir() and any(path.iterdir()) and not overwrite:
+    if path.is_dir() and any(p.name != LOCK_FILE for p in path.iterdir()) and not overwrite:
         raise UserError(f"output folder {path} is not empty; pass --overwrite to replace it")
     probe_writable(path if path.is_dir() else nearest_existing(path.resolve().parent), path)
 

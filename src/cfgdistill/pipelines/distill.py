@@ -14,9 +14,8 @@ from ..guidance import get_rule
 from ..networks import make_student
 from ..objectives import GuidanceDistillation
 from ..objectives.guidance_distillation import GUIDANCE_WEIGHTING
-from ..training.accelerator import is_main_process
 from ..training.loop import fit
-from ..training.state import prepare_run_folder
+from ..training.run_folder import RunFolder
 from .preview import class_preview
 
 
@@ -43,31 +42,54 @@ def distill(
     config.validate()
     rule = get_rule(config.guider)
     run = run or RunOptions()
-    if run.out is not None:
-        prepare_run_folder(run)
     teacher = teacher if isinstance(teacher, Checkpoint) else load(teacher)
+    check_teacher(teacher, config, run)
+    with RunFolder(run) as folder:
+        data = teacher.meta.data
+        dataset = dataset or load_dataset(config.data or data.name, "train", image_shape=tuple(data.image_shape))
+        check_classes(dataset.class_names, teacher.class_names)
+        teacher_model = teacher.model.eval().requires_grad_(False)
+        torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
+        student = make_student(teacher_model, (config.guidance_min, config.guidance_max))
+        objective = GuidanceDistillation(teacher_model, teacher.process, teacher.conditioning, config, rule, dataset)
+        identity = {"teacher": fingerprint(teacher_model), "data_images": len(dataset)}
+        if config.loss_space == "guidance":
+            identity["guidance_weighting"] = GUIDANCE_WEIGHTING
+        fit(student, objective, dataset, config, run, identity, class_preview(teacher.process, teacher.conditioning))
+        teacher_model.cpu()
+        result = Checkpoint.create(
+            student.cpu(),
+            teacher.process,
+            kind="student",
+            dataset=dataset,
+            training={"teacher": teacher.meta.training, "distill": asdict(config)},
+            conditioning=teacher.conditioning,
+            rule=config.guider,
+        )
+        folder.save(result)
+    return result
+
+
+def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions):
+    """A teacher, a path grid its schedule can hold, and a run folder that is not the teacher's own."""
     if teacher.kind != "teacher":
         raise UserError("distillation needs a teacher checkpoint, but this one is a student")
-    data = teacher.meta.data
-    dataset = dataset or load_dataset(config.data or data.name, "train", image_shape=tuple(data.image_shape))
-    teacher_model = teacher.model.eval().requires_grad_(False)
-    torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
-    student = make_student(teacher_model, (config.guidance_min, config.guidance_max))
-    objective = GuidanceDistillation(teacher_model, teacher.process, teacher.conditioning, config, rule, dataset)
-    identity = {"teacher": fingerprint(teacher_model), "data_images": len(dataset)}
-    if config.loss_space == "guidance":
-        identity["guidance_weighting"] = GUIDANCE_WEIGHTING
-    fit(student, objective, dataset, config, run, identity, class_preview(teacher.process, teacher.conditioning))
-    teacher_model.cpu()
-    result = Checkpoint.create(
-        student.cpu(),
-        teacher.process,
-        kind="student",
-        dataset=dataset,
-        training={"teacher": teacher.meta.training, "distill": asdict(config)},
-        conditioning=teacher.conditioning,
-        rule=config.guider,
-    )
-    if run.out is not None and is_main_process():
-        result.save(run.out, overwrite=True)
-    return result
+    if config.trajectory_steps > teacher.process.num_train_timesteps:
+        raise UserError(
+            f"trajectory-steps ({config.trajectory_steps}) exceeds the "
+            f"{teacher.process.num_train_timesteps} timesteps of the teacher's schedule"
+        )
+    folder = getattr(teacher, "path", None)
+    if run.out is not None and folder is not None:
+        out, folder = Path(run.out).resolve(), Path(folder).resolve()
+        if out == folder or folder in out.parents:
+            raise UserError(f"--out {run.out} would overwrite the teacher in {folder}; choose another folder")
+
+
+def check_classes(data_classes: list, teacher_classes: list):
+    """The student learns the teacher's classes: the data must have the same ones, in the same order."""
+    if list(data_classes) != list(teacher_classes):
+        raise UserError(
+            f"the data's classes ({', '.join(map(str, data_classes))}) differ from the teacher's "
+            f"({', '.join(map(str, teacher_classes))})"
+        )

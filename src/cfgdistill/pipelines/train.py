@@ -12,9 +12,8 @@ from ..errors import UserError
 from ..networks import Denoiser
 from ..objectives import Denoising
 from ..processes import VP
-from ..training.accelerator import is_main_process
 from ..training.loop import fit
-from ..training.state import prepare_run_folder
+from ..training.run_folder import RunFolder
 from .preview import class_preview
 
 
@@ -46,25 +45,22 @@ def make_teacher_network(config: TrainConfig, dataset: ImageDataset, conditionin
     return model
 
 
-def train_teacher(
-    config: TrainConfig, run: RunOptions | None = None, dataset: ImageDataset | None = None
-) -> Checkpoint:
+def train_teacher(config: TrainConfig, run: RunOptions | None = None, dataset: ImageDataset | None = None):
     """Train a teacher. With `run.out`, checkpoints and logs go there and the model is saved there at the end."""
     config.validate()
     run = run or RunOptions()
-    if run.out is not None:
-        prepare_run_folder(run)
-    dataset = dataset or load_dataset(config.data, "train", image_size=config.image_size)
-    conditioning = new_conditioning(config.conditioning, dataset.name, dataset.class_names)
-    config = replace(config, conditioning=conditioning.kind)
-    process = VP.create(config.prediction)
-    torch.manual_seed(config.seed)
-    model = make_teacher_network(config, dataset, conditioning)
-    objective = Denoising(process, conditioning, config.p_uncond)
-    fit(model, objective, dataset, config, run, {"data_images": len(dataset)}, class_preview(process, conditioning))
-    teacher = Checkpoint.create(
-        model.cpu(), process, kind="teacher", dataset=dataset, training=asdict(config), conditioning=conditioning
-    )
-    if run.out is not None and is_main_process():
-        teacher.save(run.out, overwrite=True)
+    with RunFolder(run) as folder:
+        dataset = dataset or load_dataset(config.data, "train", image_size=config.image_size)
+        conditioning = new_conditioning(config.conditioning, dataset.name, dataset.class_names)
+        config = replace(config, conditioning=conditioning.kind)
+        process = VP.create(config.prediction)
+        torch.manual_seed(config.seed)
+        model = make_teacher_network(config, dataset, conditioning)
+        objective = Denoising(process, conditioning, config.p_uncond)
+        preview = class_preview(process, conditioning)
+        fit(model, objective, dataset, config, run, {"data_images": len(dataset)}, preview)
+        teacher = Checkpoint.create(
+            model.cpu(), process, kind="teacher", dataset=dataset, training=asdict(config), conditioning=conditioning
+        )
+        folder.save(teacher)
     return teacher

@@ -150,11 +150,17 @@ class Training:
         )
 
     def save(self, step: int):
-        path = None
+        path, run = None, self.run_options
         if self.accelerator.is_main_process:
             tensors, meta = state.capture(self.model, self.ema, self.optimizer, self.lr_schedule, self.objective)
             meta.update(recipe=self.recipe, kind=self.objective.name)
-            path = state.save_state(self.run_options.out, step, tensors, meta, self.run_options.checkpoints_total_limit)
+            try:
+                path = state.save_state(run.out, step, tensors, meta, run.checkpoints_total_limit)
+            except OSError as error:
+                raise UserError(
+                    f"cannot write the checkpoint of step {step} in {state.checkpoint_root(run.out)}: "
+                    f"{error.strerror or error}; {state.kept_note(run.out)}"
+                ) from None
         self.accelerator.wait_for_everyone()
         return path or state.checkpoint_root(self.run_options.out) / f"step-{step:07d}"
 

@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import UserError
-from ..io import atomic, check_output_dir
+from ..io import atomic
 
 TENSORS, META, MARKER = "state.safetensors", "state.json", "COMPLETE"
 STATE_FORMAT = "cfgdistill-training-state"
@@ -51,6 +51,12 @@ def save_state(out, step: int, tensors: dict, meta: dict, total_limit: int | Non
         for stale in complete[:-total_limit]:
             shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def kept_note(out) -> str:
+    """What a failed run still has: its last complete checkpoint, or none."""
+    complete, _ = scan(out) if out is not None else ([], [])
+    return f"the last complete checkpoint, {complete[-1]}, is intact" if complete else "no checkpoint was written"
 
 
 def is_complete(path: Path) -> bool:
@@ -133,23 +139,6 @@ def restore(tensors: dict, meta: dict, model, ema, optimizer, lr_schedule, path,
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda_states)
-
-
-def prepare_run_folder(run):
-    """A run folder is fresh, resumed (`resume`) or replaced (`overwrite`); anything else is refused untouched.
-    An overwritten run's old checkpoints and logs are cleared by the loop, once the new run has passed its checks."""
-    if run.resume is not None:
-        check_output_dir(run.out, overwrite=True)
-        if run.resume != "latest" and not Path(run.resume).is_dir():
-            raise UserError(
-                f"--resume {run.resume}: no such checkpoint folder (use 'latest' or a checkpoints/step-N folder)"
-            )
-        return
-    if checkpoint_root(run.out).is_dir() and not run.overwrite:
-        raise UserError(
-            f"{run.out} holds a training run; pass --resume latest to continue it or --overwrite to start over"
-        )
-    check_output_dir(run.out, run.overwrite)
 
 
 def find_resume(run, log) -> Path | None:
