@@ -60,7 +60,7 @@ def conditions(checkpoint: Checkpoint, config: SampleConfig) -> tuple:
         )
         if not labels:
             raise UserError("--labels is empty")
-        check_labels(torch.tensor(labels), checkpoint.num_classes)
+        check_labels(labels, checkpoint.num_classes)
         n = n or (len(labels) if given else 10 * checkpoint.num_classes)
         cond = conditioning.encode(labels=torch.tensor(labels).repeat(math.ceil(n / len(labels)))[:n])
         columns = len(labels)

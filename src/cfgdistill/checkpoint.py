@@ -14,8 +14,10 @@ from .errors import UserError
 from .io import atomic, check_output_dir, write_text
 from .networks import Denoiser
 from .processes import PROCESSES
+from .schema import check_meta, check_network, check_scheduler, read_json
 
 META_FILE = "cfgdistill.json"
+WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
 FORMAT_VERSION = 1
 KINDS = ("teacher", "student")
 CONVENTION = "s: pred = uncond + s*(cond - uncond); s=0 unconditional, s=1 conditional (w = s - 1 in Meng et al.)"
@@ -60,6 +62,7 @@ class Meta:
             )
         if raw.get("kind") not in KINDS:
             raise UserError(f"{where}: kind must be one of {', '.join(KINDS)}, got {raw.get('kind')!r}")
+        check_meta(where, raw)
         try:
             known = {f.name for f in fields(cls)}
             meta = cls(**{k: v for k, v in raw.items() if k in known})
@@ -123,15 +126,13 @@ def read_meta(path: Path) -> Meta:
     meta_path = path / META_FILE
     if not meta_path.is_file():
         raise UserError(f"{path} is not a cfgdistill checkpoint (no {META_FILE})")
-    try:
-        raw = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise UserError(f"{meta_path} is not valid JSON: {error}") from None
-    return Meta.from_dict(raw, meta_path)
+    return Meta.from_dict(read_json(meta_path), meta_path)
 
 
 def load_network(path: Path, process_class):
     """The network and forward process of a checkpoint folder; never a pickled .bin."""
+    if not (path / WEIGHTS).is_file():
+        raise UserError(f"cannot load the network in {path}: {WEIGHTS} is missing")
     verbosity = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # misfitting weights are refused below in one line, not warned about
     try:
@@ -159,6 +160,8 @@ def load(path) -> Checkpoint:
     meta = read_meta(path)
     if meta.process not in PROCESSES:
         raise UserError(f"{path}: unknown forward process {meta.process!r}")
+    check_network(path, meta)
+    check_scheduler(path)
     model, process = load_network(path, PROCESSES[meta.process])
     if model.takes_guidance != (meta.kind == "student"):
         raise UserError(f"{path}: the network does not match its kind {meta.kind!r}")

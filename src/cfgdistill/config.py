@@ -19,6 +19,7 @@ from .settings import (
     POSITIVE,
     POSITIVE_NUMBER,
     PROBABILITY,
+    PROMPT,
     SEED,
     SWITCH,
     TEXT,
@@ -169,14 +170,23 @@ class SampleConfig(Settings):
     steps: int = setting(25, "sampling steps", POSITIVE)
     sampler: str = setting("ddim", "diffusers scheduler", choices=SAMPLERS)
     labels: list | None = setting(None, "comma-separated class indices or names, repeated to fill --n", NAMES)
-    prompt: list | None = setting(None, "a text prompt (text models); repeat for several columns", repeat=True)
-    negative_prompt: str | None = setting(None, "the teacher's negative branch: pred = neg + s*(pos - neg)")
+    prompt: list | None = setting(None, "a text prompt (text models); repeat for several columns", PROMPT, repeat=True)
+    negative_prompt: str | None = setting(None, "the teacher's negative branch: pred = neg + s*(pos - neg)", PROMPT)
     n: int | None = setting(None, "number of images (default: one per label, or 10 per class)", POSITIVE)
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED)
     batch_size: int = setting(256, "images per network batch", POSITIVE)
     out: Path | None = setting(None, "PNG grid to write", PATH, required=True)
     out_array: Path | None = setting(None, "also save the samples as float32 NxCxHxW in [-1, 1] (.npy)", PATH)
     quiet: bool = setting(False, "no progress bars", SWITCH)
+
+    def check(self):
+        check_seeds(self.seed, self.n or 1)
+
+
+def check_seeds(seed: int, n: int):
+    """Image i is seeded with seed + i: every one of them must fit a random generator."""
+    if seed + n > 2**63:
+        raise UserError(f"seeds {seed} to {seed + n - 1} do not fit a random generator (0 to 2^63 - 1)")
 
 
 @dataclass
@@ -196,6 +206,9 @@ class EvaluateConfig(Settings):
     out: Path | None = setting(None, "folder for report.json, report.md, plots and grids", PATH, required=True)
     overwrite: bool = setting(False, "replace a non-empty output folder", SWITCH)
     quiet: bool = setting(False, "no progress bars", SWITCH)
+
+    def check(self):
+        check_seeds(self.seed, self.n)
 
 
 @dataclass

@@ -92,6 +92,20 @@ WIDTHS = Kind(
 FLOATS = Kind(lambda text: [_float(item) for item in text.split(",") if item.strip()], _finite)
 NAMES = Kind(_names)
 TEXT = Kind(str)
+
+
+def _utf8(value):
+    for item in value if isinstance(value, list) else [value]:
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            return f"{item.encode('utf-8', 'surrogateescape')[:40]!r} is not valid UTF-8 text"
+        except AttributeError:
+            return f"{item!r} is not text"
+    return None
+
+
+PROMPT = Kind(str, _utf8)
 PATH = Kind(Path)
 SWITCH = Kind(bool)
 IMAGE_SIZE = Kind(

@@ -7,6 +7,7 @@ from tqdm.auto import tqdm
 
 from ..config import EvaluateConfig
 from ..data import load_dataset
+from ..errors import UserError
 from .classifier import load_classifier, predict
 from .compare import nearest_scale, paired_error, timed_sample
 from .metrics import (
@@ -81,18 +82,27 @@ def scale_row(judge: Judge, teacher, student, cond, labels, s, config: EvaluateC
     return row, {name: run.images for name, run in runs.items()}
 
 
+def make_judge(teacher, config: EvaluateConfig) -> tuple:
+    """(judge, n, the real held-out split, a disjoint real set of n for the FD noise floor, classifier accuracy)."""
+    data_name, image_shape = teacher.meta.data.name, tuple(teacher.meta.data.image_shape)
+    real = load_dataset(data_name, "test", image_shape)
+    n = min(config.n, len(real))
+    if n < 2 * teacher.num_classes:  # the within-class distance and kNN precision need two images per class
+        raise UserError(
+            f"--n {n} is too few: {teacher.num_classes} classes need at least {2 * teacher.num_classes} "
+            "samples per scale (two per class)"
+        )
+    classifier, classifier_accuracy = load_classifier(data_name, not config.quiet, image_shape)
+    train_images = load_dataset(data_name, "train", image_shape).images  # disjoint from the held-out split
+    order = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(config.seed))
+    judge = Judge(classifier, FrechetDistance(classifier, real.images[:n]), embed(classifier, real.images[:n]))
+    return judge, n, real, train_images[order[:n]], classifier_accuracy
+
+
 def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluation:
     """Metrics per s for teacher and student at the same steps, seeds and labels, against the held-out real split."""
     config = (config or EvaluateConfig()).validate()
-    data_name, image_shape = teacher.meta.data.name, tuple(teacher.meta.data.image_shape)
-    classifier, classifier_accuracy = load_classifier(data_name, not config.quiet, image_shape)
-    real = load_dataset(data_name, "test", image_shape)
-    n = min(config.n, len(real))
-    train_images = load_dataset(data_name, "train", image_shape).images  # disjoint from the held-out split
-    floor_set = train_images[
-        torch.randperm(len(train_images), generator=torch.Generator().manual_seed(config.seed))[:n]
-    ]
-    judge = Judge(classifier, FrechetDistance(classifier, real.images[:n]), embed(classifier, real.images[:n]))
+    judge, n, real, floor_set, classifier_accuracy = make_judge(teacher, config)
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
     cond = teacher.conditioning.encode(labels=labels)  # a text model gets each class's first prompt
     rows, grids, images = [], {name: [] for name in MODELS}, {name: {} for name in MODELS}
@@ -109,7 +119,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
     paraphrases, paraphrase_grids = None, None
     if teacher.conditioning.kind == "text":
         paraphrases, paraphrase_grids = held_out_paraphrases(
-            teacher, student, classifier, config.steps, config.sampler, config.seed, n
+            teacher, student, judge.classifier, config.steps, config.sampler, config.seed, n
         )
         for row in (row for row in rows if row["s"] == PARAPHRASE_S):
             for name in MODELS:
@@ -117,7 +127,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
                     paraphrases["per_prompt"], teacher.class_names, row[name]["per_class_accuracy"]
                 )
     report = {
-        "dataset": data_name,
+        "dataset": teacher.meta.data.name,
         "class_names": teacher.class_names,
         "samples_per_scale": n,
         "steps": config.steps,
@@ -125,7 +135,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "seed": config.seed,
         "student_trained_range": list(student.model.config.guidance_range),
         "classifier_held_out_accuracy": classifier_accuracy,
-        "real_accuracy": accuracy(classifier, real.images[:n], real.labels[:n]),
+        "real_accuracy": accuracy(judge.classifier, real.images[:n], real.labels[:n]),
         "fd_noise_floor": floor,
         "rows": rows,
         "held_out_paraphrases": paraphrases,

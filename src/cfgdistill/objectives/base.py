@@ -19,6 +19,10 @@ class Objective:
         """The loss on this process's rows."""
         raise NotImplementedError
 
+    def non_finite_cause(self, rows: dict) -> str | None:
+        """Why the loss on `rows` is not finite, when the objective can tell (its targets); None otherwise."""
+        return None
+
     def state_dict(self) -> dict:
         """Tensors the objective carries from step to step (none, unless it keeps paths); saved with checkpoints."""
         return {}

@@ -92,6 +92,19 @@ class GuidanceDistillation(Objective):
             return F.mse_loss(pred, target)
         return ((pred - target).square().flatten(1).mean(1) * self.row_weight(t, s)).mean()
 
+    @torch.no_grad()
+    def non_finite_cause(self, rows: dict) -> str | None:
+        pred_cond, pred_uncond = self.teacher_outputs(rows)
+        if not (torch.isfinite(pred_cond).all() and torch.isfinite(pred_uncond).all()):
+            return "the teacher's own predictions are not finite: its weights are damaged"
+        s = rows["s"].flatten()
+        draws = rows["s"].shape[1]
+        target = self.rule(*(p.float().repeat_interleave(draws, dim=0) for p in (pred_cond, pred_uncond)), s)
+        if not torch.isfinite(target).all() or target.abs().max() > 1e15:  # its square overflows float32
+            low, high = self.config.guidance_min, self.config.guidance_max
+            return f"the guided targets are not finite: the guidance range [{low:g}, {high:g}] is too large"
+        return None
+
     def row_weight(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """The weight of a row's squared prediction error.
 

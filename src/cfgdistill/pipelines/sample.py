@@ -14,10 +14,13 @@ def initial_noise(seeds, shape, device="cpu") -> torch.Tensor:
     return torch.stack(images).to(device)
 
 
-def check_labels(labels: torch.Tensor, num_classes: int):
-    bad = labels[(labels < 0) | (labels >= num_classes)]
-    if len(bad):
-        raise UserError(f"label {int(bad[0])} is outside the model's classes 0..{num_classes - 1}")
+def check_labels(labels, num_classes: int):
+    """Labels (a tensor or a list of ints of any size) within the model's classes."""
+    if torch.is_tensor(labels):
+        labels = labels[(labels < 0) | (labels >= num_classes)].tolist()
+    bad = [int(label) for label in labels if not 0 <= int(label) < num_classes]
+    if bad:
+        raise UserError(f"label {bad[0]} is outside the model's classes 0..{num_classes - 1}")
 
 
 def denoise(denoiser, sampler, x_T, cond=None, steps: int = 25, progress=False, callback=None):
@@ -60,6 +63,10 @@ def generate(
         raise UserError(f"the number of samples must be > 0, got {n}")
     if steps <= 0:
         raise UserError(f"steps must be > 0, got {steps}")
+    if steps > process.num_train_timesteps:
+        raise UserError(f"steps ({steps}) exceed the {process.num_train_timesteps} timesteps of the model's schedule")
+    if seed < 0 or seed + n > 2**63:
+        raise UserError(f"seeds {seed} to {seed + n - 1} do not fit a random generator (0 to 2^63 - 1)")
     if cond is not None and hasattr(model, "config") and not getattr(model.config, "text_dim", None):
         check_labels(cond, model.config.num_classes)
     shape = shape or model.sample_shape
@@ -72,5 +79,16 @@ def generate(
         part, neg = (None if c is None else c[start:stop].to(device) for c in (cond, negative))
         denoiser = guided(model, s, rule, neg)
         x_0 = denoise(denoiser, process.sampler(sampler), x_T, part, steps=steps, progress=progress, callback=callback)
+        if not torch.isfinite(x_0).all():
+            raise UserError(non_finite_cause(model, s))
         chunks.append(x_0.clamp(-1, 1).cpu())
     return torch.cat(chunks)
+
+
+def non_finite_cause(model, s) -> str:
+    """Why samples came out NaN or infinite: the weights themselves, or a scale the model cannot take."""
+    weights = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+    if any(not torch.isfinite(w).all() for w in weights):
+        return "the samples are not finite (NaN or inf) because the model's weights are not: the checkpoint is damaged"
+    scale = f"s = {float(s):g}" if not torch.is_tensor(s) or s.numel() == 1 else "the scale"
+    return f"the samples are not finite (NaN or inf): {scale} is too large for this model; try a smaller s"

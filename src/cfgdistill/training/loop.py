@@ -99,9 +99,9 @@ class Training:
     def restore(self) -> int:
         """The step to continue after: that of the checkpoint resumed, or 0 (clearing an overwritten run)."""
         run, start = self.run_options, 0
-        resume_from = state.find_resume(run, self.log)
-        if resume_from is not None:
-            tensors, meta = state.load_state(resume_from)
+        found = state.find_resume(run, self.log)
+        if found is not None:
+            resume_from, tensors, meta = found
             state.check_same_run(meta, self.objective.name, self.recipe, resume_from)
             state.restore(
                 tensors, meta, self.model, self.ema, self.optimizer, self.lr_schedule, resume_from, self.objective
@@ -128,7 +128,7 @@ class Training:
             with accelerator.accumulate(self.wrapped), accelerator.autocast():
                 loss = self.objective.loss(self.wrapped, rows)
                 if any_process(accelerator, not torch.isfinite(loss).item()):
-                    raise self.non_finite(step)
+                    raise self.non_finite(step, rows)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     accelerator.clip_grad_norm_(self.wrapped.parameters(), 1.0)

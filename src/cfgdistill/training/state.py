@@ -16,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .. import schema
 from ..errors import UserError
 from ..io import atomic
 
@@ -88,6 +89,7 @@ def load_state(path) -> tuple:
         raise UserError(f"checkpoint {path} is damaged: {str(error).splitlines()[0]}") from None
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
         raise UserError(f"{path} is not a cfgdistill training checkpoint of version {STATE_VERSION}")
+    schema.check(path / META, meta, schema.STATE)
     return tensors, meta
 
 
@@ -141,21 +143,28 @@ def restore(tensors: dict, meta: dict, model, ema, optimizer, lr_schedule, path,
         torch.cuda.set_rng_state_all(cuda_states)
 
 
-def find_resume(run, log) -> Path | None:
-    """The checkpoint a run continues from: `resume` itself, the newest complete one (latest), or none."""
+def find_resume(run, log) -> tuple | None:
+    """(path, tensors, meta) of the checkpoint a run continues from, or None for a new run.
+
+    `resume` names a checkpoint, or "latest": the newest complete one that loads; damaged ones are skipped
+    with a line saying which and why.
+    """
     if run.resume is None:
         return None
     if run.resume != "latest":
-        return Path(run.resume)
+        return (Path(run.resume), *load_state(run.resume))
     if run.out is None:
         raise UserError("resume latest needs a run folder to look in")
     complete, incomplete = scan(run.out)
     for path in incomplete:
         log(f"skipping incomplete checkpoint {path}")
-    if not complete:
-        log(f"no complete checkpoint in {checkpoint_root(run.out)}; starting a new run")
-        return None
-    return complete[-1]
+    for path in reversed(complete):
+        try:
+            return (path, *load_state(path))
+        except UserError as error:
+            log(f"skipping checkpoint {path}: {error}")
+    log(f"no loadable checkpoint in {checkpoint_root(run.out)}; starting a new run")
+    return None
 
 
 def check_same_run(meta: dict, kind: str, recipe: dict, path):

@@ -1,0 +1,162 @@
+"""Field-by-field checks of the JSON files a checkpoint is made of, before anything is built from them.
+
+A bad field is one line naming the file, the field, what it holds and what was expected.
+"""
+
+import json
+import math
+from pathlib import Path
+
+from .config import PREDICTIONS
+from .errors import UserError
+
+
+def whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def positive(v) -> bool:
+    return whole(v) and 0 < v < 2**31
+
+
+def text(v) -> bool:
+    return isinstance(v, str)
+
+
+def flag(v) -> bool:
+    return isinstance(v, bool)
+
+
+def table(v) -> bool:
+    return isinstance(v, dict)
+
+
+def scale_range(v) -> bool:
+    pair = isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
+    return v is None or (pair and all(math.isfinite(x) for x in v) and v[0] <= v[1])
+
+
+def one_of(*values):
+    return lambda v: isinstance(v, str) and v in values
+
+
+def optional(check):
+    return lambda v: v is None or check(v)
+
+
+def list_of(check, length=None):
+    return lambda v: isinstance(v, list) and bool(v) and (length is None or len(v) == length) and all(map(check, v))
+
+
+def widths(v) -> bool:
+    return list_of(lambda w: positive(w) and w % 4 == 0)(v)
+
+
+def image_shape(v) -> bool:
+    return list_of(positive, 3)(v) and v[0] in (1, 3) and v[1] == v[2]
+
+
+META = {
+    "kind": (one_of("teacher", "student"), "teacher or student"),
+    "prediction_type": (one_of(*PREDICTIONS), " or ".join(PREDICTIONS)),
+    "data": (table, "an object"),
+    "conditioning": (table, "an object"),
+    "training": (table, "an object"),
+}
+DATA = {
+    "name": (text, "a dataset name or folder"),
+    "image_shape": (image_shape, "[channels (1 or 3), side, side]"),
+    "train_images": (lambda v: whole(v) and v >= 0, "a whole number >= 0"),
+}
+GUIDANCE = {"trained_range": (scale_range, "null or [low, high], finite, low <= high"), "rule": (text, "a rule name")}
+CONDITIONING = {
+    "type": (one_of("class", "text"), "class or text"),
+    "class_names": (list_of(text), "a non-empty list of class names"),
+}
+TEXT_CONDITIONING = {
+    "training_prompts": (table, "an object of prompts per class"),
+    "held_out_prompts": (table, "an object of prompts per class"),
+}
+NETWORK = {
+    "sample_size": (positive, "a whole number > 0"),
+    "in_channels": (lambda v: v in (1, 3) and whole(v), "1 or 3"),
+    "num_classes": (positive, "a whole number > 0"),
+    "block_out_channels": (widths, "a list of positive multiples of 4"),
+    "layers_per_block": (positive, "a whole number > 0"),
+    "attention": (flag, "true or false"),
+    "guidance_embedding": (flag, "true or false"),
+    "guidance_range": (scale_range, "null or [low, high], finite, low <= high"),
+    "text_dim": (optional(positive), "null or a whole number > 0"),
+    "scale_shift": (flag, "true or false"),
+}
+SCHEDULER = {
+    "num_train_timesteps": (lambda v: positive(v) and v >= 2, "a whole number >= 2"),
+    "prediction_type": (one_of(*PREDICTIONS), " or ".join(PREDICTIONS)),
+}
+STATE = {
+    "step": (positive, "a whole number > 0"),
+    "kind": (text, "teacher or student"),
+    "recipe": (table, "an object"),
+    "ema": (table, "an object"),
+    "optimizer": (table, "an object"),
+    "lr_schedule": (table, "an object"),
+}
+
+
+def check(where, raw: dict, spec: dict, optional_fields: tuple = ()):
+    """Every field of `spec` in `raw` (those in `optional_fields` may be absent) passes its check."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: expected a JSON object, found {type(raw).__name__}")
+    for field, (ok, expected) in spec.items():
+        if field not in raw:
+            if field in optional_fields:
+                continue
+            raise UserError(f"{where}: field {field!r} is missing; expected {expected}")
+        if not ok(raw[field]):
+            raise UserError(f"{where}: field {field!r} is {json.dumps(raw[field])[:60]}; expected {expected}")
+
+
+def read_json(path: Path) -> dict:
+    """A JSON file as a dict, or one line saying why it cannot be one."""
+    if not path.is_file():
+        raise UserError(f"{path} is missing")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path} is not valid JSON: {str(error).splitlines()[0]}") from None
+
+
+def check_meta(where, raw: dict):
+    check(where, raw, META)
+    check(f"{where} (data)", raw["data"], DATA)
+    check(f"{where} (guidance)", raw.get("guidance", {}), GUIDANCE, optional_fields=tuple(GUIDANCE))
+    check(f"{where} (conditioning)", raw["conditioning"], CONDITIONING)
+    if raw["conditioning"]["type"] == "text":
+        check(f"{where} (conditioning)", raw["conditioning"], TEXT_CONDITIONING)
+
+
+def check_network(folder: Path, meta) -> dict:
+    """The network config of a checkpoint folder, checked, and consistent with its metadata."""
+    where = folder / "denoiser" / "config.json"
+    config = read_json(where)
+    check(where, config, NETWORK)
+    levels = len(config["block_out_channels"])
+    if config["sample_size"] % 2 ** (levels - 1):
+        raise UserError(
+            f"{where}: field 'sample_size' is {config['sample_size']}; expected a multiple of "
+            f"{2 ** (levels - 1)} for {levels} UNet levels"
+        )
+    shape = [config["in_channels"], config["sample_size"], config["sample_size"]]
+    if shape != list(meta.data.image_shape):
+        raise UserError(f"{where}: the network draws {shape} images, but cfgdistill.json says {meta.data.image_shape}")
+    if config["num_classes"] != len(meta.conditioning["class_names"]):
+        raise UserError(
+            f"{where}: field 'num_classes' is {config['num_classes']}; cfgdistill.json names "
+            f"{len(meta.conditioning['class_names'])} classes"
+        )
+    return config
+
+
+def check_scheduler(folder: Path):
+    where = folder / "scheduler" / "scheduler_config.json"
+    check(where, read_json(where), SCHEDULER)
