@@ -18,7 +18,7 @@ from .evaluation.markdown import write_report
 from .evaluation.report import Evaluation
 from .evaluation.report import evaluate as evaluate_pair
 from .images import save_array, save_image, tile
-from .io import check_file_output, check_output_dir
+from .io import check_file_output, check_output_dir, write_all
 from .pipelines.distill import distill
 from .pipelines.sample import check_labels, generate
 from .pipelines.train import train_teacher
@@ -97,10 +97,12 @@ def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -
         batch_size=config.batch_size,
         progress=not config.quiet,
     )
-    if config.out is not None:
-        save_image(tile(images, ncol=min(len(images), columns)), config.out)
-    if config.out_array is not None:
-        save_array(images, config.out_array)
+    writers = {config.out: lambda tmp: save_image(grid, tmp), config.out_array: lambda tmp: save_array(images, tmp)}
+    grid = tile(images, ncol=min(len(images), columns)) if config.out is not None else None
+    try:
+        write_all({path: write for path, write in writers.items() if path is not None})
+    except OSError as error:
+        raise UserError(f"cannot write {config.out}: {error.strerror or error}; nothing was written") from None
     return images
 
 
@@ -116,5 +118,8 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         raise UserError("teacher and student were trained on different datasets")
     evaluation = evaluate_pair(teacher, student, config)
     if config.out is not None:
-        write_report(evaluation, config.out)
+        try:
+            write_report(evaluation, config.out)
+        except OSError as error:
+            raise UserError(f"cannot write the report to {config.out}: {error.strerror or error}") from None
     return evaluation

@@ -62,5 +62,6 @@ def save_image(image: Image.Image, path) -> Path:
 
 def save_array(images: torch.Tensor, path) -> Path:
     with atomic(path, suffix=".npy") as tmp:
-        np.save(tmp, images.numpy().astype(np.float32))
+        with open(tmp, "wb") as handle:  # a handle, so numpy adds no suffix of its own
+            np.save(handle, images.numpy().astype(np.float32))
     return Path(path)

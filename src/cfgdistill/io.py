@@ -70,6 +70,24 @@ def staged(folder, last: tuple = ()):
         _remove(stage)
 
 
+def write_all(writers: dict):
+    """{path: write(tmp_path)}: every file is written under a temporary name first, then all are renamed
+    into place, so outputs that belong together (an image and its array) appear together or not at all."""
+    done = []
+    try:
+        for path, write in writers.items():
+            path = Path(path)
+            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+            done.append((tmp, path))
+            write(tmp)
+            _fsync(tmp)
+        for tmp, path in done:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in done:
+            _remove(tmp)
+
+
 def write_text(path, text: str) -> Path:
     with atomic(path) as tmp:
         tmp.write_text(text)
@@ -95,6 +113,7 @@ def check_file_output(path, suffix: str):
         raise UserError(f"folder {path.parent} does not exist")
     if path.is_dir():
         raise UserError(f"{path} is a folder")
+    probe_writable(path.parent, path)
 
 
 def nearest_existing(path: Path) -> Path:

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from ..images import labelled_panels, save_image
-from ..io import write_text
+from ..io import staged, write_text
 from .paraphrases import MODELS, PARAPHRASE_S
 from .plots import plot_report
 
@@ -139,20 +139,27 @@ def speed_lines(v: dict) -> list:
 
 
 def write_report(evaluation, out) -> None:
-    """Write report.json, report.md, the plots, samples.png and (text models) held_out_prompts.png."""
+    """Write report.json, report.md, the plots, samples.png and (text models) held_out_prompts.png.
+
+    They are written into a staging folder and moved into `out` together, report.json last, so a failed
+    write (a full disk) leaves no report that looks complete.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report, grids, names = evaluation.report, evaluation.grids, evaluation.report["class_names"]
-    write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
-    write_text(out / "report.md", markdown(report))
-    plot_report(report, out)
-    rows = [f"s={r['s']:g}" + ("*" if r["extrapolated"] else "") for r in report["rows"]]
-    panels = {"teacher: CFG": grids["teacher"], "student: 1 pass (* extrapolated s)": grids["student"]}
-    save_image(labelled_panels(panels, rows, names), out / "samples.png")
-    paraphrases = evaluation.paraphrase_grids
-    if paraphrases:
-        per_row = len(paraphrases["prompts"]) // len(names)
-        shape = lambda images: images.reshape(len(names), per_row, *images.shape[1:]).transpose(0, 1)  # noqa: E731
-        panels = {f"{name}, s={PARAPHRASE_S:g}": shape(paraphrases[name]) for name in MODELS}
-        rows = [f"paraphrase {i + 1}" for i in range(per_row)]
-        save_image(labelled_panels(panels, rows, names), out / "held_out_prompts.png")
+    with staged(out, last=("report.json",)) as stage:
+        write_text(stage / "report.json", json.dumps(report, indent=2) + "\n")
+        write_text(stage / "report.md", markdown(report))
+        plot_report(report, stage)
+        rows = [f"s={r['s']:g}" + ("*" if r["extrapolated"] else "") for r in report["rows"]]
+        panels = {"teacher: CFG": grids["teacher"], "student: 1 pass (* extrapolated s)": grids["student"]}
+        save_image(labelled_panels(panels, rows, names), stage / "samples.png")
+        if evaluation.paraphrase_grids:
+            save_paraphrase_grid(evaluation.paraphrase_grids, names, stage / "held_out_prompts.png")
+
+
+def save_paraphrase_grid(paraphrases: dict, names: list, path: Path):
+    per_row = len(paraphrases["prompts"]) // len(names)
+    shape = lambda images: images.reshape(len(names), per_row, *images.shape[1:]).transpose(0, 1)  # noqa: E731
+    panels = {f"{name}, s={PARAPHRASE_S:g}": shape(paraphrases[name]) for name in MODELS}
+    save_image(labelled_panels(panels, [f"paraphrase {i + 1}" for i in range(per_row)], names), path)
