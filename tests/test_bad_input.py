@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from diffusers import UNet2DModel
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 from cfgdistill.cli import main
 
@@ -64,6 +65,7 @@ def prepared(tmp_path_factory):
     state = shutil.copytree(step, root / "damaged_state") / "state.safetensors"
     state.write_bytes(state.read_bytes()[:100])
     (root / "file").write_text("a file, not a folder\n")
+    damage_fields(root, teacher)
     for name in ("emptyimage", "brokenimage"):
         for label in "ab":
             (root / name / label).mkdir(parents=True)
@@ -72,6 +74,38 @@ def prepared(tmp_path_factory):
     (root / "emptyimage" / "b" / "4.png").write_bytes(b"")
     (root / "brokenimage" / "a" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
     return root
+
+
+def edit_json(path: Path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def damage_fields(root: Path, teacher: Path):
+    """Copies of the teacher with one tampered field each, and data whose classes are not the teacher's."""
+    damages = {
+        "strsize": ("denoiser/config.json", lambda c: c.update(sample_size="8")),
+        "hugesize": ("denoiser/config.json", lambda c: c.update(sample_size=10**12)),
+        "negsize": ("denoiser/config.json", lambda c: c.update(sample_size=-8)),
+        "oddsize": ("denoiser/config.json", lambda c: c.update(sample_size=7)),
+        "nodata": ("cfgdistill.json", lambda m: m.pop("data")),
+        "strimages": ("cfgdistill.json", lambda m: m["data"].update(train_images="many")),
+        "zerotimesteps": ("scheduler/scheduler_config.json", lambda c: c.update(num_train_timesteps=0)),
+    }
+    for name, (file, change) in damages.items():
+        edit_json(copy_model(teacher, root / name) / file, change)
+    shutil.rmtree(copy_model(teacher, root / "nodenoiser") / "denoiser")
+    weights = copy_model(teacher, root / "nanweights") / "denoiser/diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    tensors = {k: v.fill_(float("nan")) if "conv_out" in k else v for k, v in tensors.items()}
+    save_file(tensors, weights)
+    step = shutil.copytree(teacher / "checkpoints" / "step-0000002", root / "strstep")
+    edit_json(step / "state.json", lambda m: m.update(step="two"))
+    for label in ("a", "b"):
+        (root / "twoclass" / label).mkdir(parents=True)
+        for i in range(5):
+            Image.new("L", (8, 8), 40 * i).save(root / "twoclass" / label / f"{i}.png")
 
 
 def snapshot(root: Path) -> dict:
@@ -85,7 +119,7 @@ def snapshot(root: Path) -> dict:
 @pytest.mark.parametrize("case", list(table_rows()))
 def test_bad_input_is_refused_in_one_line(case, prepared, tmp_path, capsys):
     row = table_rows()[case]
-    places = {p.name: str(p) for p in prepared.iterdir()} | {"tmp": str(tmp_path)}
+    places = {p.name: str(p) for p in prepared.iterdir()} | {"tmp": str(tmp_path), "badutf8": "caf\udce9"}
     fill = lambda text: re.sub(r"\{(\w+)\}", lambda m: places[m[1]], text)
     before = snapshot(prepared)
     try:

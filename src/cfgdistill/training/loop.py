@@ -139,14 +139,12 @@ class Training:
         self.ema.step(self.model.parameters())
         return losses
 
-    def non_finite(self, step: int) -> UserError:
-        """The NaN/inf guard's message: the step, and which checkpoint is still good."""
-        out = self.run_options.out
-        last, _ = state.scan(out) if out is not None else ([], [])
-        kept = f"the last complete checkpoint, {last[-1]}, is intact" if last else "no checkpoint was written"
+    def non_finite(self, step: int, rows: dict) -> UserError:
+        """The NaN/inf guard's message: the step, the likely cause, and which checkpoint is still good."""
+        cause = self.objective.non_finite_cause(rows) or "try a lower --lr"
         return UserError(
             f"{self.objective.name}: the loss is not finite at step {step}; stopped before the update; "
-            f"{kept}; try a lower --lr"
+            f"{state.kept_note(self.run_options.out)}; {cause}"
         )
 
     def save(self, step: int):
