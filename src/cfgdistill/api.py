@@ -18,7 +18,7 @@ from .evaluation.markdown import write_report
 from .evaluation.report import Evaluation
 from .evaluation.report import evaluate as evaluate_pair
 from .images import save_array, save_image, tile
-from .io import check_file_output, check_output_dir, write_all
+from .io import WRITE_ERRORS, check_file_output, check_output_dir, why, write_all
 from .pipelines.distill import distill
 from .pipelines.sample import check_labels, generate
 from .pipelines.train import train_teacher
@@ -101,8 +101,8 @@ def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -
     grid = tile(images, ncol=min(len(images), columns)) if config.out is not None else None
     try:
         write_all({path: write for path, write in writers.items() if path is not None})
-    except OSError as error:
-        raise UserError(f"cannot write {config.out}: {error.strerror or error}; nothing was written") from None
+    except WRITE_ERRORS as error:
+        raise UserError(f"cannot write {config.out}: {why(error)}; nothing was written") from None
     return images
 
 
@@ -120,6 +120,6 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
     if config.out is not None:
         try:
             write_report(evaluation, config.out)
-        except OSError as error:
-            raise UserError(f"cannot write the report to {config.out}: {error.strerror or error}") from None
+        except WRITE_ERRORS as error:
+            raise UserError(f"cannot write the report to {config.out}: {why(error)}") from None
     return evaluation

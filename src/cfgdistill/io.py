@@ -10,9 +10,20 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from .errors import UserError
 
 LOCK_FILE = ".cfgdistill.lock"  # held by the run that writes a run folder (training/run_folder.py)
+WRITE_ERRORS = (OSError, SafetensorError)  # safetensors reports a full disk as its own error type
+
+
+def why(error: Exception) -> str:
+    """A write error's reason in a few words ("No space left on device")."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return text.split("I/O error: ")[-1].split(" (os error")[0]
 
 
 def _fsync(path: Path):

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..config import LoopConfig, RunOptions
 from ..data import ImageDataset
 from ..errors import UserError
+from ..io import WRITE_ERRORS, why
 from . import state
 from .accelerator import any_process, make_accelerator, reset_accelerate
 
@@ -154,10 +155,10 @@ class Training:
             meta.update(recipe=self.recipe, kind=self.objective.name)
             try:
                 path = state.save_state(run.out, step, tensors, meta, run.checkpoints_total_limit)
-            except OSError as error:
+            except WRITE_ERRORS as error:
                 raise UserError(
                     f"cannot write the checkpoint of step {step} in {state.checkpoint_root(run.out)}: "
-                    f"{error.strerror or error}; {state.kept_note(run.out)}"
+                    f"{why(error)}; {state.kept_note(run.out)}"
                 ) from None
         self.accelerator.wait_for_everyone()
         return path or state.checkpoint_root(self.run_options.out) / f"step-{step:07d}"

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from ..errors import UserError
-from ..io import LOCK_FILE, check_output_dir, nearest_existing, probe_writable
+from ..io import LOCK_FILE, WRITE_ERRORS, check_output_dir, nearest_existing, probe_writable, why
 from .accelerator import is_main_process
 from .state import checkpoint_root, kept_note, scan
 
@@ -107,10 +107,9 @@ class RunFolder:
             return
         try:
             checkpoint.save(self.run.out, overwrite=True)
-        except OSError as error:
-            problem = error.strerror or str(error)
+        except WRITE_ERRORS as error:
             raise UserError(
-                f"cannot write the model to {self.run.out}: {problem}; {kept_note(self.run.out)}; "
+                f"cannot write the model to {self.run.out}: {why(error)}; {kept_note(self.run.out)}; "
                 "free space and rerun (--resume latest continues from a checkpoint)"
             ) from None
 
