@@ -53,6 +53,11 @@ def sample(api, model, config):
     )
 
 
+def printable(message) -> str:
+    """A message whose paths or prompts hold undecodable bytes, with those bytes escaped."""
+    return str(message).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def main(argv=None) -> int:
     command, settings = parse(argv)
     # The command's own policy, not the library's: everything is local, nothing is reported to a hub.
@@ -67,10 +72,10 @@ def main(argv=None) -> int:
     try:
         run(command, settings)
     except UserError as error:
-        print(f"cfgdistill: error: {error}", file=sys.stderr)
+        print(f"cfgdistill: error: {printable(error)}", file=sys.stderr)
         return 1
     except Interrupted as stop:
-        print(f"cfgdistill: {stop}", file=sys.stderr)
+        print(f"cfgdistill: {printable(stop)}", file=sys.stderr)
         return 128 + stop.signum
     except KeyboardInterrupt:
         print("cfgdistill: interrupted", file=sys.stderr)

@@ -34,6 +34,7 @@ PREDICTIONS = ("epsilon", "v_prediction")
 LOSS_SPACES = ("prediction", "eps", "guidance")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 CONDITIONING = ("class", "text")
+MAX_SAMPLES = 100_000
 DEFAULT_GUIDANCE = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 
 
@@ -181,6 +182,8 @@ class SampleConfig(Settings):
 
     def check(self):
         check_seeds(self.seed, self.n or 1)
+        if self.n is not None and self.n > MAX_SAMPLES:
+            raise UserError(f"n must be at most {MAX_SAMPLES:,} images per call (they are held in memory), got {self.n}")
 
 
 def check_seeds(seed: int, n: int):

@@ -11,7 +11,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line on stderr and exit code 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        message = f"{self.prog}: error: {message}\n".encode("utf-8", "backslashreplace").decode("utf-8")
+        self.exit(2, message)
 
 
 def argparse_type(kind):

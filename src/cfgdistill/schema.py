@@ -58,6 +58,8 @@ def image_shape(v) -> bool:
 
 META = {
     "kind": (one_of("teacher", "student"), "teacher or student"),
+    "process": (text, "a forward process name"),
+    "guidance": (table, "an object"),
     "prediction_type": (one_of(*PREDICTIONS), " or ".join(PREDICTIONS)),
     "data": (table, "an object"),
     "conditioning": (table, "an object"),
@@ -89,9 +91,27 @@ NETWORK = {
     "text_dim": (optional(positive), "null or a whole number > 0"),
     "scale_shift": (flag, "true or false"),
 }
+def number(low=-math.inf, high=math.inf):
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+
+
 SCHEDULER = {
     "num_train_timesteps": (lambda v: positive(v) and v >= 2, "a whole number >= 2"),
     "prediction_type": (one_of(*PREDICTIONS), " or ".join(PREDICTIONS)),
+    "beta_schedule": (one_of("linear", "scaled_linear", "squaredcos_cap_v2"), "a diffusers beta schedule"),
+    "beta_start": (number(0, 1), "a number in [0, 1]"),
+    "beta_end": (number(0, 1), "a number in [0, 1]"),
+    "trained_betas": (lambda v: v is None, "null"),
+    "clip_sample": (flag, "true or false"),
+    "clip_sample_range": (number(0), "a number >= 0"),
+    "thresholding": (flag, "true or false"),
+    "dynamic_thresholding_ratio": (number(0, 1), "a number in [0, 1]"),
+    "sample_max_value": (number(0), "a number >= 0"),
+    "rescale_betas_zero_snr": (flag, "true or false"),
+    "steps_offset": (lambda v: whole(v) and 0 <= v < 1000, "a whole number in [0, 1000)"),
+    "timestep_spacing": (one_of("leading", "linspace", "trailing"), "leading, linspace or trailing"),
+    "variance_type": (one_of("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned",
+                             "learned_range"), "a diffusers variance type"),
 }
 STATE = {
     "step": (positive, "a whole number > 0"),
@@ -127,7 +147,7 @@ def read_json(path: Path) -> dict:
 
 
 def check_meta(where, raw: dict):
-    check(where, raw, META)
+    check(where, raw, META, optional_fields=("process", "guidance"))
     check(f"{where} (data)", raw["data"], DATA)
     check(f"{where} (guidance)", raw.get("guidance", {}), GUIDANCE, optional_fields=tuple(GUIDANCE))
     check(f"{where} (conditioning)", raw["conditioning"], CONDITIONING)
@@ -159,4 +179,4 @@ def check_network(folder: Path, meta) -> dict:
 
 def check_scheduler(folder: Path):
     where = folder / "scheduler" / "scheduler_config.json"
-    check(where, read_json(where), SCHEDULER)
+    check(where, read_json(where), SCHEDULER, optional_fields=tuple(set(SCHEDULER) - {"num_train_timesteps"}))

@@ -68,7 +68,10 @@ def _names(text):
 
 
 WHOLE = Kind(_number(int, "whole number"), lambda v: None if _whole(v) else f"must be a whole number, got {v!r}")
-POSITIVE = Kind(_number(int, "whole number"), lambda v: None if _whole(v) and v > 0 else f"must be > 0, got {v}")
+POSITIVE = Kind(
+    _number(int, "whole number"),
+    lambda v: (None if v < 2**31 else f"must be < 2^31, got {v}") if _whole(v) and v > 0 else f"must be > 0, got {v}",
+)
 POSITIVE_NUMBER = Kind(_float, lambda v: _finite(v) or (None if v > 0 else f"must be > 0, got {v}"))
 COUNT = Kind(
     _number(int, "whole number"), lambda v: None if _whole(v) and v >= 0 else f"must be >= 0 (0: never), got {v}"
@@ -89,7 +92,10 @@ WIDTHS = Kind(
         else f"widths must be positive multiples of 4, got {','.join(map(str, v))}"
     ),
 )
-FLOATS = Kind(lambda text: [_float(item) for item in text.split(",") if item.strip()], _finite)
+FLOATS = Kind(
+    lambda text: [_float(item) for item in text.split(",") if item.strip()],
+    lambda v: _finite(v) or (None if v else "must list at least one number"),
+)
 NAMES = Kind(_names)
 TEXT = Kind(str)
 
