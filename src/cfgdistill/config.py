@@ -183,7 +183,7 @@ class SampleConfig(Settings):
     def check(self):
         check_seeds(self.seed, self.n or 1)
         if self.n is not None and self.n > MAX_SAMPLES:
-            raise UserError(f"n must be at most {MAX_SAMPLES:,} images per call (they are held in memory), got {self.n}")
+            raise UserError(f"n must be at most {MAX_SAMPLES:,} images per call (held in memory), got {self.n}")
 
 
 def check_seeds(seed: int, n: int):
