@@ -91,6 +91,8 @@ NETWORK = {
     "text_dim": (optional(positive), "null or a whole number > 0"),
     "scale_shift": (flag, "true or false"),
 }
+
+
 def number(low=-math.inf, high=math.inf):
     return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
 
@@ -110,8 +112,10 @@ SCHEDULER = {
     "rescale_betas_zero_snr": (flag, "true or false"),
     "steps_offset": (lambda v: whole(v) and 0 <= v < 1000, "a whole number in [0, 1000)"),
     "timestep_spacing": (one_of("leading", "linspace", "trailing"), "leading, linspace or trailing"),
-    "variance_type": (one_of("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned",
-                             "learned_range"), "a diffusers variance type"),
+    "variance_type": (
+        one_of("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"),
+        "a diffusers variance type",
+    ),
 }
 STATE = {
     "step": (positive, "a whole number > 0"),
