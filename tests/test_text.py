@@ -222,3 +222,27 @@ def test_the_encoder_limit_scores_placed_prompts_by_their_class_and_the_rest_as_
     }
     assert abs(encoder_limit(per_prompt, ["bag", "coat"], [0.5, 0.75]) - (0.75 + 0 + 0 + 0.5) / 4) < 1e-12
     assert encoder_limit(per_prompt, ["bag", "coat"], [1.0, 1.0]) == 0.5  # 2 of 4 placed
+
+
+def test_quiet_sampling_of_a_text_model_prints_nothing(text_runs, tmp_path):
+    """The encoder loads without a progress bar: --quiet leaves stderr empty."""
+    import subprocess
+    import sys
+
+    argv = [
+        sys.executable,
+        "-m",
+        "cfgdistill",
+        "sample",
+        "--model",
+        str(text_runs / "teacher"),
+        "--prompt",
+        "nine",
+        "--steps",
+        "2",
+        "--out",
+        str(tmp_path / "x.png"),
+        "--quiet",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stderr == "", done.stderr

@@ -25,6 +25,7 @@ from .settings import (
     TEXT,
     WIDTHS,
     Settings,
+    at_most,
     setting,
 )
 
@@ -97,7 +98,7 @@ class TrainConfig(LoopConfig):
         None, "side in pixels that an image folder's images are centre-cropped and resized to (default 32)", IMAGE_SIZE
     )
     block_out_channels: list = setting([32, 64], "UNet widths per level, e.g. 16,32,64", WIDTHS)
-    layers_per_block: int = setting(1, "ResNet blocks per UNet level", POSITIVE)
+    layers_per_block: int = setting(1, "ResNet blocks per UNet level", at_most(8))
     attention: bool = setting(False, "self-attention at the UNet's lowest level", SWITCH)
     scale_shift: bool = setting(
         False,
@@ -125,7 +126,7 @@ class DistillConfig(LoopConfig):
         1,
         "guidance scales each image (or path state) is learnt at, evenly spaced over the "
         "range; one teacher pass serves them all",
-        POSITIVE,
+        at_most(256),
     )
     loss_space: str = setting(
         "prediction",
@@ -173,7 +174,7 @@ class SampleConfig(Settings):
     labels: list | None = setting(None, "comma-separated class indices or names, repeated to fill --n", NAMES)
     prompt: list | None = setting(None, "a text prompt (text models); repeat for several columns", PROMPT, repeat=True)
     negative_prompt: str | None = setting(None, "the teacher's negative branch: pred = neg + s*(pos - neg)", PROMPT)
-    n: int | None = setting(None, "number of images (default: one per label, or 10 per class)", POSITIVE)
+    n: int | None = setting(None, "number of images (default: one per label, or 10 per class)", at_most(MAX_SAMPLES))
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED)
     batch_size: int = setting(256, "images per network batch", POSITIVE)
     out: Path | None = setting(None, "PNG grid to write", PATH, required=True)
@@ -182,8 +183,6 @@ class SampleConfig(Settings):
 
     def check(self):
         check_seeds(self.seed, self.n or 1)
-        if self.n is not None and self.n > MAX_SAMPLES:
-            raise UserError(f"n must be at most {MAX_SAMPLES:,} images per call (held in memory), got {self.n}")
 
 
 def check_seeds(seed: int, n: int):
@@ -203,7 +202,7 @@ class EvaluateConfig(Settings):
 
     guidance: list = setting(list(DEFAULT_GUIDANCE), "comma-separated s values", FLOATS)
     steps: int = setting(25, "sampling steps", POSITIVE)
-    n: int = setting(360, "samples per s and model (at most the held-out size)", POSITIVE)
+    n: int = setting(360, "samples per s and model (at most the held-out size)", at_most(MAX_SAMPLES))
     sampler: str = setting("ddim", "diffusers scheduler", choices=SAMPLERS)
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED)
     out: Path | None = setting(None, "folder for report.json, report.md, plots and grids", PATH, required=True)
@@ -228,7 +227,7 @@ class DemoConfig(Settings):
     train_steps: int = setting(1200, "teacher training steps", POSITIVE)
     distill_steps: int = setting(600, "distillation steps", POSITIVE)
     sample_steps: int = setting(25, "sampling steps of the comparison", POSITIVE)
-    n: int = setting(200, "samples per guidance scale for the summary", POSITIVE)
+    n: int = setting(200, "samples per guidance scale for the summary", at_most(MAX_SAMPLES))
     overwrite: bool = setting(False, "replace a non-empty output folder", SWITCH)
     quiet: bool = setting(False, "no progress bars", SWITCH)
 

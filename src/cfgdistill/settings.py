@@ -72,6 +72,16 @@ POSITIVE = Kind(
     _number(int, "whole number"),
     lambda v: (None if v < 2**31 else f"must be < 2^31, got {v}") if _whole(v) and v > 0 else f"must be > 0, got {v}",
 )
+
+
+def at_most(high: int) -> Kind:
+    """A whole number from 1 to `high`: a size that memory, not the user, bounds."""
+    return Kind(
+        _number(int, "whole number"),
+        lambda v: POSITIVE.problem(v) or (None if v <= high else f"must be at most {high:,}, got {v}"),
+    )
+
+
 POSITIVE_NUMBER = Kind(_float, lambda v: _finite(v) or (None if v > 0 else f"must be > 0, got {v}"))
 COUNT = Kind(
     _number(int, "whole number"), lambda v: None if _whole(v) and v >= 0 else f"must be >= 0 (0: never), got {v}"
@@ -84,14 +94,18 @@ SEED = Kind(
 )
 PROBABILITY = Kind(_float, lambda v: _finite(v) or (None if 0 <= v < 1 else f"must be in [0, 1), got {v}"), usage=False)
 FRACTION = Kind(_float, lambda v: _finite(v) or (None if 0 <= v <= 1 else f"must be in [0, 1], got {v}"), usage=False)
-WIDTHS = Kind(
-    _widths,
-    lambda v: (
-        None
-        if v and all(_whole(w) and w > 0 and w % 4 == 0 for w in v)
-        else f"widths must be positive multiples of 4, got {','.join(map(str, v))}"
-    ),
-)
+MAX_WIDTH, MAX_LEVELS = 2048, 6  # far above what this project trains; beyond them a network does not fit memory
+
+
+def _widths_problem(v):
+    if not (v and all(_whole(w) and w > 0 and w % 4 == 0 for w in v)):
+        return f"widths must be positive multiples of 4, got {','.join(map(str, v))}"
+    if len(v) > MAX_LEVELS or max(v) > MAX_WIDTH:
+        return f"widths must be at most {MAX_WIDTH}, in at most {MAX_LEVELS} levels, got {','.join(map(str, v))}"
+    return None
+
+
+WIDTHS = Kind(_widths, _widths_problem)
 FLOATS = Kind(
     lambda text: [_float(item) for item in text.split(",") if item.strip()],
     lambda v: _finite(v) or (None if v else "must list at least one number"),
@@ -116,7 +130,7 @@ PATH = Kind(Path)
 SWITCH = Kind(bool)
 IMAGE_SIZE = Kind(
     _number(int, "whole number"),
-    lambda v: None if _whole(v) and v >= 8 else f"must be at least 8 pixels, got {v}",
+    lambda v: None if _whole(v) and 8 <= v <= 2048 else f"must be 8 to 2048 pixels, got {v}",
     usage=False,
 )
 
