@@ -8,6 +8,7 @@ from dataclasses import fields
 from .config import COMMANDS
 from .errors import UserError
 from .flags import build_parser
+from .io import printable
 
 
 def parse(argv=None) -> tuple:
@@ -27,17 +28,17 @@ def run(command: str, settings: dict):
     if command == "train":
         api.train_teacher(settings[config.TrainConfig], settings[config.RunOptions])
         if is_main_process():
-            print(f"teacher saved to {settings[config.RunOptions].out}")
+            print(printable(f"teacher saved to {settings[config.RunOptions].out}"))
     elif command == "distill":
         api.distill(settings[config.TeacherInput].teacher, settings[config.DistillConfig], settings[config.RunOptions])
         if is_main_process():
-            print(f"student saved to {settings[config.RunOptions].out}")
+            print(printable(f"student saved to {settings[config.RunOptions].out}"))
     elif command == "sample":
         sample(api, settings[config.ModelInput].model, settings[config.SampleConfig])
     elif command == "evaluate":
         pair, evaluation = settings[config.PairInput], settings[config.EvaluateConfig]
         api.evaluate(pair.teacher, pair.student, evaluation)
-        print((evaluation.out / "report.md").read_text())
+        print(printable((evaluation.out / "report.md").read_text()))
     else:
         run_demo(settings[config.DemoConfig])
 
@@ -48,14 +49,11 @@ def sample(api, model, config):
     images = api.sample(checkpoint, config)
     passes = "1 pass" if checkpoint.kind == "student" or config.s in (0, 1) else "2 passes (batched)"
     print(
-        f"{len(images)} samples from the {checkpoint.kind} at s = {config.s:g}, {config.steps} steps, "
-        f"{passes} per step -> {config.out}"
+        printable(
+            f"{len(images)} samples from the {checkpoint.kind} at s = {config.s:g}, {config.steps} steps, "
+            f"{passes} per step -> {config.out}"
+        )
     )
-
-
-def printable(message) -> str:
-    """A message whose paths or prompts hold undecodable bytes, with those bytes escaped."""
-    return str(message).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def main(argv=None) -> int:
@@ -65,7 +63,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.showwarning = lambda message, category, *rest, **kw: print(
-        f"cfgdistill: warning: {message}", file=sys.stderr
+        f"cfgdistill: warning: {printable(message)}", file=sys.stderr
     )
     from .training.state import Interrupted
 

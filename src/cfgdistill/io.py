@@ -18,6 +18,11 @@ LOCK_FILE = ".cfgdistill.lock"  # held by the run that writes a run folder (trai
 WRITE_ERRORS = (OSError, SafetensorError)  # safetensors reports a full disk as its own error type
 
 
+def printable(message) -> str:
+    """A message whose paths or prompts hold undecodable bytes, with those bytes escaped."""
+    return str(message).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def why(error: Exception) -> str:
     """A write error's reason in a few words ("No space left on device")."""
     if isinstance(error, OSError) and error.strerror:

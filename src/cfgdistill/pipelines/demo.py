@@ -10,7 +10,7 @@ from ..config import DemoConfig, DistillConfig, RunOptions, TrainConfig
 from ..evaluation.compare import compare
 from ..evaluation.machine import machine_record
 from ..images import labelled_panels, save_image, tile
-from ..io import check_output_dir, write_text
+from ..io import check_output_dir, printable, write_text
 from .distill import distill
 from .train import train_teacher
 
@@ -40,7 +40,7 @@ def run_demo(config: DemoConfig) -> dict:
         "per_s": rows,
     }
     write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    print(f"demo written to {out}: teacher/, student/, teacher_vs_student.png, summary.json")
+    print(printable(f"demo written to {out}: teacher/, student/, teacher_vs_student.png, summary.json"))
     return summary
 
 
