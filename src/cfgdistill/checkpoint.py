@@ -66,10 +66,15 @@ class Meta:
         try:
             known = {f.name for f in fields(cls)}
             meta = cls(**{k: v for k, v in raw.items() if k in known})
-            meta.data, meta.guidance = DataMeta(**meta.data), GuidanceMeta(**meta.guidance)
+            meta.data, meta.guidance = known_fields(DataMeta, meta.data), known_fields(GuidanceMeta, meta.guidance)
         except TypeError as error:
             raise UserError(f"{where}: {error}") from None
         return meta
+
+
+def known_fields(cls, raw: dict):
+    """A metadata dataclass from its JSON object; fields this version does not know are ignored."""
+    return cls(**{f.name: raw[f.name] for f in fields(cls) if f.name in raw})
 
 
 @dataclass

@@ -38,7 +38,7 @@ def run(command: str, settings: dict):
     elif command == "evaluate":
         pair, evaluation = settings[config.PairInput], settings[config.EvaluateConfig]
         api.evaluate(pair.teacher, pair.student, evaluation)
-        print(printable((evaluation.out / "report.md").read_text()))
+        print(printable((evaluation.out / "report.md").read_text(), lines=True))
     else:
         run_demo(settings[config.DemoConfig])
 

@@ -4,6 +4,7 @@ import argparse
 from dataclasses import MISSING, fields
 
 from .config import COMMANDS, PRESETS
+from .io import printable
 from .settings import SWITCH, flag_of
 
 
@@ -11,8 +12,7 @@ class Parser(argparse.ArgumentParser):
     """argparse, but a usage mistake is one line on stderr and exit code 2."""
 
     def error(self, message):
-        message = f"{self.prog}: error: {message}\n".encode("utf-8", "backslashreplace").decode("utf-8")
-        self.exit(2, message)
+        self.exit(2, printable(f"{self.prog}: error: {message}") + "\n")
 
 
 def argparse_type(kind):

@@ -18,9 +18,12 @@ LOCK_FILE = ".cfgdistill.lock"  # held by the run that writes a run folder (trai
 WRITE_ERRORS = (OSError, SafetensorError)  # safetensors reports a full disk as its own error type
 
 
-def printable(message) -> str:
-    """A message whose paths or prompts hold undecodable bytes, with those bytes escaped."""
-    return str(message).encode("utf-8", "backslashreplace").decode("utf-8")
+def printable(message, lines: bool = False) -> str:
+    """A message with undecodable bytes and control characters (from paths or prompts) escaped, so it stays
+    one line; `lines` keeps its line breaks (a report)."""
+    text = str(message).encode("utf-8", "backslashreplace").decode("utf-8")
+    keep = "\n" if lines else ""
+    return "".join(c if c.isprintable() or c in keep else c.encode("unicode_escape").decode() for c in text)
 
 
 def why(error: Exception) -> str:
