@@ -126,6 +126,11 @@ STATE = {
     "lr_schedule": (table, "an object"),
 }
 
+OPTIMIZER = {
+    "param_groups": (list_of(table), "a list of parameter groups"),
+    "scalars": (lambda v: table(v) and all(map(table, v.values())), "an object of objects"),
+}
+
 
 def check(where, raw: dict, spec: dict, optional_fields: tuple = ()):
     """Every field of `spec` in `raw` (those in `optional_fields` may be absent) passes its check."""

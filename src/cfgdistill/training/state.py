@@ -90,6 +90,7 @@ def load_state(path) -> tuple:
     if not isinstance(meta, dict) or meta.get("format") != STATE_FORMAT or meta.get("version") != STATE_VERSION:
         raise UserError(f"{path} is not a cfgdistill training checkpoint of version {STATE_VERSION}")
     schema.check(path / META, meta, schema.STATE)
+    schema.check(path / META, meta["optimizer"], schema.OPTIMIZER)
     return tensors, meta
 
 
@@ -135,8 +136,9 @@ def restore(tensors: dict, meta: dict, model, ema, optimizer, lr_schedule, path,
         optimizer.load_state_dict({"state": state, "param_groups": meta["optimizer"]["param_groups"]})
         lr_schedule.load_state_dict({**meta["lr_schedule"], "lr_lambdas": [None] * len(optimizer.param_groups)})
         objective.load_state_dict(part("objective."))
-    except (RuntimeError, KeyError, ValueError, TypeError) as error:
-        raise UserError(f"checkpoint {path} does not fit this network: {str(error).strip().splitlines()[0]}") from None
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"checkpoint {path} does not fit this network: {reason}") from None
     torch.set_rng_state(tensors["rng.torch"])
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
