@@ -24,20 +24,11 @@ from cfgdistill.cli import main
 from cfgdistill.config import COMMANDS
 from cfgdistill.settings import SWITCH, flag_of
 
-settings.register_profile(
-    "ci",
-    max_examples=12,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-settings.register_profile(
-    "nightly",
-    max_examples=400,
-    derandomize=True,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+QUIET_CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+for profile, examples in (("ci", 12), ("nightly", 400)):
+    settings.register_profile(
+        profile, max_examples=examples, derandomize=True, deadline=None, suppress_health_check=QUIET_CHECKS
+    )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ODD = [
