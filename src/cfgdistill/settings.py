@@ -18,8 +18,8 @@ class Kind:
     validated (exit 1), as a request that parses but cannot be carried out.
     """
 
-    def __init__(self, convert, problem=None, usage=True, nargs=None):
-        self.convert, self.problem, self.usage, self.nargs = convert, problem or (lambda value: None), usage, nargs
+    def __init__(self, convert, problem=None, usage=True):
+        self.convert, self.problem, self.usage = convert, problem or (lambda value: None), usage
 
     def parse(self, text: str):
         value = self.convert(text)
@@ -67,7 +67,6 @@ def _names(text):
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-WHOLE = Kind(_number(int, "whole number"), lambda v: None if _whole(v) else f"must be a whole number, got {v!r}")
 POSITIVE = Kind(
     _number(int, "whole number"),
     lambda v: (None if v < 2**31 else f"must be < 2^31, got {v}") if _whole(v) and v > 0 else f"must be > 0, got {v}",
