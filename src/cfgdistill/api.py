@@ -97,12 +97,14 @@ def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -
         batch_size=config.batch_size,
         progress=not config.quiet,
     )
-    writers = {config.out: lambda tmp: save_image(grid, tmp), config.out_array: lambda tmp: save_array(images, tmp)}
     grid = tile(images, ncol=min(len(images), columns)) if config.out is not None else None
+    writers = {config.out: lambda tmp: save_image(grid, tmp), config.out_array: lambda tmp: save_array(images, tmp)}
+    writers = {path: write for path, write in writers.items() if path is not None}
     try:
-        write_all({path: write for path, write in writers.items() if path is not None})
+        write_all(writers)
     except WRITE_ERRORS as error:
-        raise UserError(f"cannot write {config.out}: {why(error)}; nothing was written") from None
+        targets = " and ".join(map(str, writers))
+        raise UserError(f"cannot write {targets}: {why(error)}; nothing was written") from None
     return images
 
 
