@@ -20,6 +20,7 @@ import torch
 from cfgdistill import RunOptions, TrainConfig, train_teacher
 from cfgdistill.conditioning import new_conditioning
 from cfgdistill.data import load_dataset
+from cfgdistill.evaluation.machine import machine_record
 from cfgdistill.networks import Denoiser
 from cfgdistill.objectives import Denoising
 from cfgdistill.processes import VP
@@ -116,6 +117,7 @@ def main():
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     speed = steps_per_s(config, data, args.repeats)
     result = {
+        "machine": machine_record(),
         "device": device,
         "torch": torch.__version__,
         "python": platform.python_version(),
