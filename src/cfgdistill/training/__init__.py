@@ -1,1 +1,1 @@
-"""Training: the loop shared by every objective (loop.py), its state on disk (state.py), Accelerate set-up."""
+"""Training: the shared loop (loop.py), its state on disk (state.py), the run folder (run_folder.py), Accelerate."""

@@ -1,4 +1,4 @@
-"""A run's state on disk: resumable checkpoints, the run folder's rules, resume checks and stop signals.
+"""A run's state on disk: resumable checkpoints, which one to resume, resume checks and stop signals.
 
 A checkpoint is `checkpoints/step-NNNNNNN/` holding `state.safetensors`, `state.json` and `COMPLETE`,
 written as one folder and renamed into place. Nothing here unpickles, so a checkpoint from a stranger
