@@ -17,7 +17,7 @@ from .errors import UserError
 from .evaluation.markdown import write_report
 from .evaluation.report import Evaluation
 from .evaluation.report import evaluate as evaluate_pair
-from .images import save_array, save_image, tile
+from .images import tile, write_array
 from .io import WRITE_ERRORS, check_file_output, check_output_dir, why, write_all
 from .pipelines.distill import distill
 from .pipelines.sample import check_labels, generate
@@ -98,7 +98,11 @@ def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -
         progress=not config.quiet,
     )
     grid = tile(images, ncol=min(len(images), columns)) if config.out is not None else None
-    writers = {config.out: lambda tmp: save_image(grid, tmp), config.out_array: lambda tmp: save_array(images, tmp)}
+    # write_all already writes under temporary names: the writers write straight to them
+    writers = {
+        config.out: lambda tmp: grid.save(tmp, format="PNG"),
+        config.out_array: lambda tmp: write_array(images, tmp),
+    }
     writers = {path: write for path, write in writers.items() if path is not None}
     try:
         write_all(writers)

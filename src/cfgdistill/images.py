@@ -60,8 +60,7 @@ def save_image(image: Image.Image, path) -> Path:
     return Path(path)
 
 
-def save_array(images: torch.Tensor, path) -> Path:
-    with atomic(path, suffix=".npy") as tmp:
-        with open(tmp, "wb") as handle:  # a handle, so numpy adds no suffix of its own
-            np.save(handle, images.numpy().astype(np.float32))
-    return Path(path)
+def write_array(images: torch.Tensor, path):
+    """float32 N×C×H×W as .npy, written straight to `path` (callers make it atomic)."""
+    with open(path, "wb") as handle:  # a handle, so numpy adds no suffix of its own
+        np.save(handle, images.numpy().astype(np.float32))
