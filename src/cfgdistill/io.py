@@ -48,13 +48,10 @@ def _remove(path: Path):
 
 
 @contextmanager
-def atomic(path, suffix: str = ""):
-    """Yield a temporary path beside `path`; once the block succeeds it replaces `path` (a file or a folder).
-
-    `suffix` keeps an extension that a writer insists on (numpy adds `.npy` to any other name).
-    """
+def atomic(path):
+    """Yield a temporary path beside `path`; once the block succeeds it replaces `path` (a file or a folder)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{suffix}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     try:
         yield tmp
