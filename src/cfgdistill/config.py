@@ -30,7 +30,7 @@ from .settings import (
 )
 
 # Choice lists: the library's registries are checked against these in its tests.
-SAMPLERS = ("ddim", "dpm++", "euler")
+SAMPLERS = ("ddim", "dpm++", "euler", "heun")  # ddim is VP only
 PREDICTIONS = ("epsilon", "v_prediction")
 LOSS_SPACES = ("prediction", "eps", "guidance")
 MIXED_PRECISION = ("no", "bf16", "fp16")
@@ -170,7 +170,9 @@ class SampleConfig(Settings):
 
     s: float = setting(3.0, "s: 0 unconditional, 1 conditional, > 1 guided", FINITE, flag="--guidance", short="-s")
     steps: int = setting(25, "sampling steps", POSITIVE)
-    sampler: str = setting("ddim", "diffusers scheduler", choices=SAMPLERS)
+    sampler: str | None = setting(
+        None, "diffusers scheduler (default: ddim for VP models, euler for flow models)", choices=SAMPLERS
+    )
     labels: list | None = setting(None, "comma-separated class indices or names, repeated to fill --n", NAMES)
     prompt: list | None = setting(None, "a text prompt (text models); repeat for several columns", PROMPT, repeat=True)
     negative_prompt: str | None = setting(None, "the teacher's negative branch: pred = neg + s*(pos - neg)", PROMPT)
@@ -203,7 +205,9 @@ class EvaluateConfig(Settings):
     guidance: list = setting(list(DEFAULT_GUIDANCE), "comma-separated s values", FLOATS)
     steps: int = setting(25, "sampling steps", POSITIVE)
     n: int = setting(360, "samples per s and model (at most the held-out size)", at_most(MAX_SAMPLES))
-    sampler: str = setting("ddim", "diffusers scheduler", choices=SAMPLERS)
+    sampler: str | None = setting(
+        None, "diffusers scheduler (default: ddim for VP models, euler for flow models)", choices=SAMPLERS
+    )
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED)
     out: Path | None = setting(None, "folder for report.json, report.md, plots and grids", PATH, required=True)
     overwrite: bool = setting(False, "replace a non-empty output folder", SWITCH)

@@ -60,7 +60,7 @@ META = {
     "kind": (one_of("teacher", "student"), "teacher or student"),
     "process": (text, "a forward process name"),
     "guidance": (table, "an object"),
-    "prediction_type": (one_of(*PREDICTIONS), " or ".join(PREDICTIONS)),
+    "prediction_type": (one_of(*PREDICTIONS, "flow_prediction"), " or ".join((*PREDICTIONS, "flow_prediction"))),
     "data": (table, "an object"),
     "conditioning": (table, "an object"),
     "training": (table, "an object"),
@@ -116,6 +116,13 @@ SCHEDULER = {
         one_of("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log", "learned", "learned_range"),
         "a diffusers variance type",
     ),
+}
+FLOW_SCHEDULER = {
+    "num_train_timesteps": (lambda v: positive(v) and v >= 2, "a whole number >= 2"),
+    "shift": (lambda v: number(0)(v) and v > 0, "a number > 0"),
+    "use_dynamic_shifting": (lambda v: v is False, "false"),
+    "invert_sigmas": (lambda v: v is False, "false"),
+    "stochastic_sampling": (lambda v: v is False, "false"),
 }
 STATE = {
     "step": (positive, "a whole number > 0"),
@@ -186,6 +193,7 @@ def check_network(folder: Path, meta) -> dict:
     return config
 
 
-def check_scheduler(folder: Path):
+def check_scheduler(folder: Path, spec: dict):
+    """`spec` is the process's own (`scheduler_fields`): DDPM's for VP, flow matching's for rectified flow."""
     where = folder / "scheduler" / "scheduler_config.json"
-    check(where, read_json(where), SCHEDULER, optional_fields=tuple(set(SCHEDULER) - {"num_train_timesteps"}))
+    check(where, read_json(where), spec, optional_fields=tuple(set(spec) - {"num_train_timesteps"}))

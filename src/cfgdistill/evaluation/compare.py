@@ -46,7 +46,7 @@ class Run:
         return len(self.images) / self.seconds
 
 
-def timed_sample(model, process, cond, s, steps, sampler="ddim", seed=0, batch_size=256) -> Run:
+def timed_sample(model, process, cond, s, steps, sampler=None, seed=0, batch_size=256) -> Run:
     """Sample once, measuring wall time and network evaluations per image."""
     with count_rows(model) as counter:
         start = time.perf_counter()
@@ -55,7 +55,7 @@ def timed_sample(model, process, cond, s, steps, sampler="ddim", seed=0, batch_s
     return Run(images, seconds, counter["rows"] / len(cond))
 
 
-def compare(teacher, student, process, labels, s, steps, sampler="ddim", seed=0, batch_size=256) -> tuple:
+def compare(teacher, student, process, labels, s, steps, sampler=None, seed=0, batch_size=256) -> tuple:
     """Teacher and student at the same s, steps, seeds and labels; returns (teacher run, student run, summary)."""
     args = dict(s=s, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
     t_run = timed_sample(teacher, process, labels, **args)
@@ -64,7 +64,7 @@ def compare(teacher, student, process, labels, s, steps, sampler="ddim", seed=0,
         "s": s,
         "n": len(labels),
         "steps": steps,
-        "sampler": sampler,
+        "sampler": sampler or process.default_sampler,
         "paired_relative_error": paired_error(s_run.images, t_run.images),
         "teacher_samples_per_s": t_run.samples_per_second,
         "student_samples_per_s": s_run.samples_per_second,

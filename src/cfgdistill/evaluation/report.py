@@ -131,7 +131,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "class_names": teacher.class_names,
         "samples_per_scale": n,
         "steps": config.steps,
-        "sampler": config.sampler,
+        "sampler": config.sampler or teacher.process.default_sampler,
         "seed": config.seed,
         "student_trained_range": list(student.model.config.guidance_range),
         "classifier_held_out_accuracy": classifier_accuracy,

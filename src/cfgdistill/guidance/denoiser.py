@@ -9,7 +9,7 @@ import warnings
 import torch
 
 from ..errors import ExtrapolationWarning, UserError
-from ..networks import takes_guidance
+from ..networks import device_of, takes_guidance
 from ..settings import FINITE
 from . import get_rule
 
@@ -30,7 +30,7 @@ def predict_pair(model, x_t, t, cond, negative=None) -> tuple:
     otherwise two calls, the unconditional first. Runs where the model lives, returns where x_t is.
     """
     here = x_t.device
-    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else here
+    device = device_of(model, here)
     t = torch.as_tensor(t, device=device).expand(x_t.shape[0])
     x_t, cond, negative = (None if v is None else v.to(device) for v in (x_t, cond, negative))
     if negative is None and cond is not None and hasattr(model, "null_condition"):

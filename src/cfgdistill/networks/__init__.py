@@ -23,9 +23,15 @@ class Network(Protocol):
     def null_condition(self, cond: torch.Tensor) -> torch.Tensor: ...
 
 
+def device_of(model, default="cpu") -> torch.device:
+    """Where a network's weights live; `default` for a callable without any."""
+    weight = next(model.parameters(), None) if isinstance(model, torch.nn.Module) else None
+    return weight.device if weight is not None else torch.device(default)
+
+
 def takes_guidance(model) -> bool:
     """Whether a network (or any callable) is a guidance-distilled student that takes s as an input."""
     return bool(getattr(model, "takes_guidance", False))
 
 
-__all__ = ["Denoiser", "GuidanceEmbedding", "Network", "make_student", "takes_guidance"]
+__all__ = ["Denoiser", "device_of", "GuidanceEmbedding", "Network", "make_student", "takes_guidance"]

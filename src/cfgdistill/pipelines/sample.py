@@ -6,6 +6,7 @@ from tqdm.auto import tqdm
 from ..errors import UserError
 from ..guidance import guided
 from ..guidance.denoiser import check_request
+from ..networks import device_of
 
 
 def initial_noise(seeds, shape, device="cpu") -> torch.Tensor:
@@ -26,9 +27,10 @@ def check_labels(labels, num_classes: int):
 def denoise(denoiser, sampler, x_T, cond=None, steps: int = 25, progress=False, callback=None):
     """Run the reverse process from x_T; `callback(i, t, x_t)` sees every step (k-diffusion's hook)."""
     sampler.set_timesteps(steps, device=x_T.device)
-    x = x_T * sampler.init_noise_sigma
+    x = x_T * getattr(sampler, "init_noise_sigma", 1.0)  # flow schedulers start at unit noise and do not scale
+    scale = getattr(sampler, "scale_model_input", lambda x, t: x)
     for i, t in enumerate(tqdm(sampler.timesteps, desc="sample", disable=not progress, leave=False)):
-        pred = denoiser(sampler.scale_model_input(x, t), t.expand(x.shape[0]), cond)
+        pred = denoiser(scale(x, t), t.expand(x.shape[0]), cond)
         x = sampler.step(pred, t, x).prev_sample
         if callback is not None:
             callback(i, t, x)
@@ -45,7 +47,7 @@ def generate(
     s: float = 1.0,
     rule: str = "cfg",
     steps: int = 25,
-    sampler: str = "ddim",
+    sampler: str | None = None,
     seed: int = 0,
     negative=None,
     shape: tuple | None = None,
@@ -56,7 +58,8 @@ def generate(
     """Draw N×C×H×W samples in [-1, 1]. Image i starts from noise seeded with seed + i.
 
     `model(x_t, t, cond)` may be a cfgdistill network or any callable (cond None = unconditional);
-    a teacher is guided by `rule`, a student runs once per step. `process` is the forward process.
+    a teacher is guided by `rule`, a student runs once per step. `process` is the forward process;
+    `sampler` names one of its diffusers schedulers (default: the process's own, DDIM or Euler).
     """
     n = len(cond) if cond is not None else n
     if n is None or n <= 0:
@@ -70,7 +73,7 @@ def generate(
     if cond is not None and hasattr(model, "config") and not getattr(model.config, "text_dim", None):
         check_labels(cond, model.config.num_classes)
     shape = shape or model.sample_shape
-    device = next(model.parameters()).device if isinstance(model, torch.nn.Module) else torch.device("cpu")
+    device = device_of(model)
     check_request(model, s, negative)
     chunks = []
     for start in tqdm(range(0, n, batch_size), desc="batches", disable=not progress or n <= batch_size):

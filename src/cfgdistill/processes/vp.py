@@ -1,15 +1,23 @@
 """The variance-preserving DDPM process on diffusers' noise schedule, its targets and its samplers."""
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+)
 
 from ..config import PREDICTIONS, SAMPLERS
 from ..errors import UserError
+from ..schema import SCHEDULER
 
 SCHEDULERS = {
     "ddim": DDIMScheduler,  # deterministic (eta = 0)
     "dpm++": DPMSolverMultistepScheduler,  # DPM-Solver++(2M)
     "euler": EulerDiscreteScheduler,
+    "heun": HeunDiscreteScheduler,  # 2nd order: two passes per step but the last
 }
 assert tuple(SCHEDULERS) == SAMPLERS
 
@@ -21,6 +29,8 @@ class VP:
     """
 
     name = "vp"
+    default_sampler = "ddim"
+    scheduler_fields = SCHEDULER
 
     def __init__(self, schedule: DDPMScheduler):
         self.schedule = schedule
@@ -62,6 +72,10 @@ class VP:
         """t ~ U{0, ..., T-1}, one per sample."""
         return torch.randint(0, self.num_train_timesteps, (n,), generator=generator)
 
+    def bin(self, t: torch.Tensor) -> torch.Tensor:
+        """Each t's index in tables over t (t is already an integer here)."""
+        return torch.as_tensor(t).long()
+
     def add_noise(self, x_0, eps, t):
         return self.schedule.add_noise(x_0, eps, t)
 
@@ -86,8 +100,9 @@ class VP:
             return torch.ones(t.shape, device=t.device)
         return self.alphas_cumprod.to(t.device)[t]
 
-    def sampler(self, name: str):
+    def sampler(self, name: str | None = None):
         """A fresh diffusers scheduler on this schedule; "trailing" spacing starts from t = T − 1."""
+        name = name or self.default_sampler
         if name not in SCHEDULERS:
             raise UserError(f"unknown sampler {name!r}; choose one of: {', '.join(SCHEDULERS)}")
         return SCHEDULERS[name].from_config(self.schedule.config, timestep_spacing="trailing")
