@@ -4,20 +4,23 @@ Loading reads JSON and safetensors only, so a checkpoint from a stranger cannot 
 """
 
 import json
+import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from diffusers import FluxTransformer2DModel
 from diffusers.utils import logging as diffusers_logging
 
 from .conditioning import ClassConditioning, conditioning_from_meta
 from .errors import UserError
 from .io import atomic, check_output_dir, write_text
-from .networks import Denoiser
+from .networks import CLASSES, Denoiser, FluxConditioner, FluxDenoiser
 from .processes import PROCESSES
 from .schema import check_meta, check_network, check_scheduler, read_json
 
 META_FILE = "cfgdistill.json"
-WEIGHTS = "denoiser/diffusion_pytorch_model.safetensors"
+WEIGHTS = "diffusion_pytorch_model.safetensors"
+PARTS = ("denoiser", "transformer")  # every network folder a checkpoint may hold
 FORMAT_VERSION = 1
 KINDS = ("teacher", "student")
 CONVENTION = "s: pred = uncond + s*(cond - uncond); s=0 unconditional, s=1 conditional (w = s - 1 in Meng et al.)"
@@ -79,7 +82,7 @@ def known_fields(cls, raw: dict):
 
 @dataclass
 class Checkpoint:
-    model: Denoiser
+    model: Denoiser | FluxDenoiser
     process: object  # a forward process (processes/)
     conditioning: object  # ClassConditioning or TextConditioning
     meta: Meta
@@ -107,7 +110,7 @@ class Checkpoint:
         return self.conditioning.class_names
 
     def save(self, path, overwrite: bool = False) -> Path:
-        """Replace the network, the scheduler and cfgdistill.json, the last one last.
+        """Replace the network's folders, the scheduler and cfgdistill.json, the last one last.
 
         A folder is a checkpoint only once cfgdistill.json is there, so a crash never leaves a loadable half.
         Other entries of the folder (a run's checkpoints/ and logs/) are kept.
@@ -116,8 +119,13 @@ class Checkpoint:
         check_output_dir(path, overwrite)
         path.mkdir(parents=True, exist_ok=True)
         (path / META_FILE).unlink(missing_ok=True)
-        with atomic(path / "denoiser") as tmp:
-            self.model.save_pretrained(tmp)
+        parts = self.model.parts
+        for name in PARTS:
+            if name not in parts and (path / name).is_dir():
+                shutil.rmtree(path / name)  # another network's folder, from an overwritten run
+        for name, part in parts.items():
+            with atomic(path / name) as tmp:
+                part.save_pretrained(tmp)
         with atomic(path / "scheduler") as tmp:
             self.process.save(tmp)
         write_text(path / META_FILE, json.dumps(asdict(self.meta), indent=2) + "\n")
@@ -134,18 +142,17 @@ def read_meta(path: Path) -> Meta:
     return Meta.from_dict(read_json(meta_path), meta_path)
 
 
-def load_network(path: Path, process_class):
-    """The network and forward process of a checkpoint folder; never a pickled .bin."""
-    if not (path / WEIGHTS).is_file():
-        raise UserError(f"cannot load the network in {path}: {WEIGHTS} is missing")
+def load_part(cls, folder: Path):
+    """One diffusers folder of a network, from safetensors only; weights that do not fit are refused in one line."""
+    if not (folder / WEIGHTS).is_file():
+        raise UserError(f"cannot load the network in {folder.parent}: {folder.name}/{WEIGHTS} is missing")
     verbosity = diffusers_logging.get_verbosity()
     diffusers_logging.set_verbosity_error()  # misfitting weights are refused below in one line, not warned about
     try:
-        model, info = Denoiser.from_pretrained(path / "denoiser", use_safetensors=True, output_loading_info=True)
-        process = process_class.load(path / "scheduler")
+        model, info = cls.from_pretrained(folder, use_safetensors=True, output_loading_info=True)
     except Exception as error:  # diffusers raises many types for missing or damaged files
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UserError(f"cannot load the network in {path}: {first_line}") from None
+        raise UserError(f"cannot load the network in {folder.parent}: {first_line}") from None
     finally:
         diffusers_logging.set_verbosity(verbosity)
     misfits = sorted(
@@ -153,10 +160,29 @@ def load_network(path: Path, process_class):
     )
     if misfits:  # diffusers would leave these weights random (or on the meta device) and only warn
         raise UserError(
-            f"the weights in {path} do not fit this version's network ({', '.join(misfits[:4])}); "
+            f"the weights in {folder.parent} do not fit this version's network ({', '.join(misfits[:4])}); "
             "it was written by another cfgdistill version: retrain it"
         )
-    return model.eval(), process
+    return model
+
+
+def load_network(path: Path, class_name: str):
+    """The network of a checkpoint folder, from the class its `denoiser/config.json` names."""
+    if CLASSES[class_name] is FluxDenoiser:
+        model = FluxDenoiser(
+            load_part(FluxConditioner, path / "denoiser"), load_part(FluxTransformer2DModel, path / "transformer")
+        )
+    else:
+        model = load_part(Denoiser, path / "denoiser")
+    return model.eval()
+
+
+def load_process(path: Path, process_class):
+    try:
+        return process_class.load(path / "scheduler")
+    except Exception as error:  # as for the network: a damaged scheduler folder is one line
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserError(f"cannot load the scheduler in {path}: {first_line}") from None
 
 
 def load(path) -> Checkpoint:
@@ -165,9 +191,9 @@ def load(path) -> Checkpoint:
     meta = read_meta(path)
     if meta.process not in PROCESSES:
         raise UserError(f"{path}: unknown forward process {meta.process!r}")
-    check_network(path, meta)
-    check_scheduler(path)
-    model, process = load_network(path, PROCESSES[meta.process])
+    network = check_network(path, meta)
+    check_scheduler(path, PROCESSES[meta.process].scheduler_fields)
+    model, process = load_network(path, network["_class_name"]), load_process(path, PROCESSES[meta.process])
     if model.takes_guidance != (meta.kind == "student"):
         raise UserError(f"{path}: the network does not match its kind {meta.kind!r}")
     if process.prediction_type != meta.prediction_type:

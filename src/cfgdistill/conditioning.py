@@ -6,6 +6,7 @@ The empty prompt "" is the null condition of a text model, as in Stable Diffusio
 """
 
 import functools
+import warnings
 from functools import cached_property
 
 import torch
@@ -50,6 +51,30 @@ class PromptEncoder:
             self.cache.update(zip(new, vectors))
             self.encoded += len(new)
         return torch.stack([self.cache[p] for p in prompts]) if prompts else torch.empty(0, TEXT_DIM)
+
+    def states(self, prompts: list, length: int) -> torch.Tensor:
+        """N×(length + 1)×384: the last hidden states of `length` tokens (padded or cut, as FluxPipeline treats
+        T5's), then the pooled embedding."""
+        new = [p for p in dict.fromkeys(prompts) if (p, length) not in self.cache]
+        if new:
+            tokens = self.model.tokenizer(new, padding="max_length", max_length=length, return_tensors="pt")
+            if tokens["input_ids"].shape[1] > length:
+                cut = [p for p, ids in zip(new, tokens["attention_mask"]) if ids.sum() > length]
+                warnings.warn(f"{len(cut)} prompt(s) exceed {length} tokens and are cut, e.g. {cut[0]!r}", stacklevel=2)
+                tokens = self.model.tokenizer(
+                    new, padding="max_length", truncation=True, max_length=length, return_tensors="pt"
+                )
+            with torch.no_grad():
+                hidden = self.model[0].auto_model(**tokens).last_hidden_state.float()
+            for prompt, states, pooled in zip(new, hidden, self(new)):
+                self.cache[(prompt, length)] = torch.cat([states, pooled[None]])
+        return (
+            torch.stack([self.cache[(p, length)] for p in prompts]) if prompts else torch.empty(0, length + 1, TEXT_DIM)
+        )
+
+    def condition(self, prompts: list, tokens: int | None) -> torch.Tensor:
+        """The pooled embeddings, or with `tokens` the token states followed by them."""
+        return self(prompts) if tokens is None else self.states(prompts, tokens)
 
 
 @functools.lru_cache(maxsize=1)
@@ -103,18 +128,22 @@ class ClassConditioning:
 
 
 class TextConditioning:
-    """Each image gets one of its class's training prompts at random; dropout gives it the empty prompt."""
+    """Each image gets one of its class's training prompts at random; dropout gives it the empty prompt.
+
+    A prompt's condition is its pooled embedding, or with `tokens` (FLUX) its token states and then the pooled one.
+    """
 
     kind = "text"
     text_dim = TEXT_DIM
 
-    def __init__(self, class_names: list, train_prompts: dict, held_out_prompts: dict, held_out_new_words: dict):
+    def __init__(self, class_names, train_prompts, held_out_prompts, held_out_new_words, tokens: int | None = None):
         self.class_names, self.train_prompts, self.held_out_prompts = list(class_names), train_prompts, held_out_prompts
         self.new_words = held_out_new_words  # {class: words only the held-out prompts use}, reported apart
+        self.tokens = tokens
 
     @classmethod
-    def for_dataset(cls, dataset: str, class_names: list) -> "TextConditioning":
-        return cls(class_names, *captions(dataset, class_names), new_words(dataset, class_names))
+    def for_dataset(cls, dataset: str, class_names: list, tokens: int | None = None) -> "TextConditioning":
+        return cls(class_names, *captions(dataset, class_names), new_words(dataset, class_names), tokens)
 
     @property
     def num_classes(self) -> int:
@@ -123,9 +152,8 @@ class TextConditioning:
     @cached_property
     def table(self) -> tuple:
         """(every training prompt's embedding in class order, the empty prompt's, prompts per class, offsets)."""
-        encode = prompt_encoder()
         prompts = [p for name in self.class_names for p in self.train_prompts[name]]
-        table, null = encode(prompts), encode([NULL_PROMPT])[0]
+        table, null = self.encode(prompts=prompts), self.encode(prompts=[NULL_PROMPT])[0]
         counts = torch.tensor([len(self.train_prompts[name]) for name in self.class_names])
         return table, null, counts, torch.cumsum(counts, 0) - counts
 
@@ -148,7 +176,8 @@ class TextConditioning:
 
     def encode(self, labels=None, prompts=None) -> torch.Tensor:
         """The network's condition for prompts, or for labels through each class's first training prompt."""
-        return prompt_encoder()(list(prompts) if prompts is not None else self.class_prompts(labels))
+        prompts = list(prompts) if prompts is not None else self.class_prompts(labels)
+        return prompt_encoder().condition(prompts, self.tokens)
 
     def to_meta(self) -> dict:
         return {
@@ -158,6 +187,7 @@ class TextConditioning:
             "encoder": ENCODER,
             "text_dim": TEXT_DIM,
             "null_prompt": NULL_PROMPT,
+            "tokens": self.tokens,
             "training_prompts": self.train_prompts,
             "held_out_prompts": self.held_out_prompts,
             "held_out_new_words": self.new_words,
@@ -166,19 +196,28 @@ class TextConditioning:
     @classmethod
     def from_meta(cls, meta: dict) -> "TextConditioning":
         return cls(
-            meta["class_names"], meta["training_prompts"], meta["held_out_prompts"], meta.get("held_out_new_words", {})
+            meta["class_names"],
+            meta["training_prompts"],
+            meta["held_out_prompts"],
+            meta.get("held_out_new_words", {}),
+            meta.get("tokens"),
         )
 
 
 KINDS = {c.kind: c for c in (ClassConditioning, TextConditioning)}
 
 
-def new_conditioning(kind: str | None, dataset: str, class_names: list):
-    """The conditioning of a new run: text for Fashion-MNIST and image folders, class labels for the digits."""
+def new_conditioning(kind: str | None, dataset: str, class_names: list, tokens: int | None = None):
+    """The conditioning of a new run: text for Fashion-MNIST and image folders, class labels for the digits.
+
+    `tokens`: a text condition of that many token states plus the pooled embedding, not the pooled one alone.
+    """
     kind = kind or ("class" if dataset == "digits" else "text")
     if kind not in KINDS:
         raise UserError(f"conditioning must be one of {', '.join(KINDS)}, got {kind!r}")
-    return ClassConditioning(class_names) if kind == "class" else TextConditioning.for_dataset(dataset, class_names)
+    if kind == "class":
+        return ClassConditioning(class_names)
+    return TextConditioning.for_dataset(dataset, class_names, tokens)
 
 
 def conditioning_from_meta(meta: dict):

@@ -78,7 +78,15 @@ CONDITIONING = {
 TEXT_CONDITIONING = {
     "training_prompts": (table, "an object of prompts per class"),
     "held_out_prompts": (table, "an object of prompts per class"),
+    "tokens": (optional(positive), "null (pooled embedding only) or the number of token states"),
 }
+
+
+def number(low=-math.inf, high=math.inf):
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
+
+
+NETWORK_CLASSES = ("Denoiser", "FluxConditioner")
 NETWORK = {
     "sample_size": (positive, "a whole number > 0"),
     "in_channels": (lambda v: v in (1, 3) and whole(v), "1 or 3"),
@@ -93,10 +101,28 @@ NETWORK = {
 }
 
 
-def number(low=-math.inf, high=math.inf):
-    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and low <= v <= high
-
-
+FLUX_CONDITIONER = {
+    "sample_size": (positive, "a whole number > 0"),
+    "in_channels": (lambda v: v in (1, 3) and whole(v), "1 or 3"),
+    "num_classes": (positive, "a whole number > 0"),
+    "text_dim": (optional(positive), "null or a whole number > 0"),
+    "text_tokens": (positive, "a whole number > 0"),
+    "class_tokens": (positive, "a whole number > 0"),
+    "dim": (positive, "a whole number > 0"),
+    "guidance_range": (scale_range, "null or [low, high], finite, low <= high"),
+}
+FLUX_TRANSFORMER = {
+    "patch_size": (lambda v: v == 1 and whole(v), "1 (pixels are packed into tokens before the transformer)"),
+    "in_channels": (positive, "a whole number > 0"),
+    "num_layers": (lambda v: whole(v) and 0 <= v < 1000, "a whole number in [0, 1000)"),
+    "num_single_layers": (lambda v: whole(v) and 0 <= v < 1000, "a whole number in [0, 1000)"),
+    "attention_head_dim": (positive, "a whole number > 0"),
+    "num_attention_heads": (positive, "a whole number > 0"),
+    "joint_attention_dim": (positive, "a whole number > 0"),
+    "pooled_projection_dim": (positive, "a whole number > 0"),
+    "guidance_embeds": (flag, "true or false"),
+    "axes_dims_rope": (list_of(lambda v: positive(v) and v % 2 == 0, 3), "three positive even numbers"),
+}
 SCHEDULER = {
     "num_train_timesteps": (lambda v: positive(v) and v >= 2, "a whole number >= 2"),
     "prediction_type": (one_of(*PREDICTIONS), " or ".join(PREDICTIONS)),
@@ -168,13 +194,36 @@ def check_meta(where, raw: dict):
     check(f"{where} (guidance)", raw.get("guidance", {}), GUIDANCE, optional_fields=tuple(GUIDANCE))
     check(f"{where} (conditioning)", raw["conditioning"], CONDITIONING)
     if raw["conditioning"]["type"] == "text":
-        check(f"{where} (conditioning)", raw["conditioning"], TEXT_CONDITIONING)
+        check(f"{where} (conditioning)", raw["conditioning"], TEXT_CONDITIONING, optional_fields=("tokens",))
 
 
 def check_network(folder: Path, meta) -> dict:
     """The network config of a checkpoint folder, checked, and consistent with its metadata."""
     where = folder / "denoiser" / "config.json"
     config = read_json(where)
+    check(where, config, {"_class_name": (one_of(*NETWORK_CLASSES), " or ".join(NETWORK_CLASSES))})
+    if config["_class_name"] == "FluxConditioner":
+        check_flux(folder, config, meta)
+    else:
+        check_unet(where, config)
+    shape = [config["in_channels"], config["sample_size"], config["sample_size"]]
+    if shape != list(meta.data.image_shape):
+        raise UserError(f"{where}: the network draws {shape} images, but cfgdistill.json says {meta.data.image_shape}")
+    tokens = config["text_tokens"] if config["_class_name"] == "FluxConditioner" and config["text_dim"] else None
+    if meta.conditioning.get("tokens") != tokens:
+        raise UserError(
+            f"{where}: the network takes {tokens or 'no'} token states, but cfgdistill.json's conditioning "
+            f"gives {meta.conditioning.get('tokens') or 'none'}"
+        )
+    if config["num_classes"] != len(meta.conditioning["class_names"]):
+        raise UserError(
+            f"{where}: field 'num_classes' is {config['num_classes']}; cfgdistill.json names "
+            f"{len(meta.conditioning['class_names'])} classes"
+        )
+    return config
+
+
+def check_unet(where: Path, config: dict):
     check(where, config, NETWORK)
     levels = len(config["block_out_channels"])
     if config["sample_size"] % 2 ** (levels - 1):
@@ -182,15 +231,33 @@ def check_network(folder: Path, meta) -> dict:
             f"{where}: field 'sample_size' is {config['sample_size']}; expected a multiple of "
             f"{2 ** (levels - 1)} for {levels} UNet levels"
         )
-    shape = [config["in_channels"], config["sample_size"], config["sample_size"]]
-    if shape != list(meta.data.image_shape):
-        raise UserError(f"{where}: the network draws {shape} images, but cfgdistill.json says {meta.data.image_shape}")
-    if config["num_classes"] != len(meta.conditioning["class_names"]):
+
+
+def check_flux(folder: Path, config: dict, meta):
+    """Our conditioner and the stock transformer's config, and that the two (and cfgdistill.json) agree."""
+    where, inner = folder / "denoiser" / "config.json", folder / "transformer" / "config.json"
+    check(where, config, FLUX_CONDITIONER)
+    net = read_json(inner)
+    check(inner, net, FLUX_TRANSFORMER)
+    width = config["text_dim"] or config["dim"]
+    c, n = config, net
+    problems = {  # field: (holds, file, what it should be)
+        "sample_size": (c["sample_size"] % 2 == 0, where, "an even side (FLUX packs 2×2 pixels into a token)"),
+        "in_channels": (n["in_channels"] == 4 * c["in_channels"], inner, "4 × the image channels"),
+        "axes_dims_rope": (sum(n["axes_dims_rope"]) == n["attention_head_dim"], inner, "summing to the head size"),
+        "joint_attention_dim": (n["joint_attention_dim"] == width, inner, f"{width}, the condition's width"),
+        "pooled_projection_dim": (n["pooled_projection_dim"] == width, inner, f"{width}, the condition's width"),
+        "text_dim": ((c["text_dim"] is not None) == (meta.conditioning["type"] == "text"), where, "the conditioning's"),
+    }
+    for name, (ok, file, expected) in problems.items():
+        if not ok:
+            value = (c if file == where else n)[name]
+            raise UserError(f"{file}: field {name!r} is {json.dumps(value)}; expected {expected}")
+    if net["guidance_embeds"] != (meta.kind == "student"):
         raise UserError(
-            f"{where}: field 'num_classes' is {config['num_classes']}; cfgdistill.json names "
-            f"{len(meta.conditioning['class_names'])} classes"
+            f"{inner}: field 'guidance_embeds' is {json.dumps(net['guidance_embeds'])}, but cfgdistill.json says "
+            f"this is a {meta.kind}"
         )
-    return config
 
 
 def check_scheduler(folder: Path, spec: dict):

@@ -1,14 +1,20 @@
 """Networks: anything called as `model(x_t, t, cond, s=None)`, with a null condition.
 
-`Network` is the protocol the samplers, guidance rules and objectives rely on. `unet.Denoiser` implements
-it; adapters for diffusers' `UNet2DConditionModel` and transformers go beside it.
+`Network` is the protocol the samplers, guidance rules and objectives rely on. `unet.Denoiser` (our UNet)
+and `flux.FluxDenoiser` (diffusers' FluxTransformer2DModel) implement it. A network saves as one or more
+diffusers folders (`parts`) and makes its own student (`with_guidance`).
 """
 
 from typing import Protocol, runtime_checkable
 
 import torch
 
-from .unet import Denoiser, GuidanceEmbedding, make_student
+from ..config import ARCHS
+from .flux import FluxConditioner, FluxDenoiser
+from .unet import Denoiser, GuidanceEmbedding
+
+# A checkpoint's `denoiser/config.json` names its class; this maps it to the network it belongs to.
+CLASSES = {"Denoiser": Denoiser, "FluxConditioner": FluxDenoiser}
 
 
 @runtime_checkable
@@ -29,9 +35,25 @@ def device_of(model, default="cpu") -> torch.device:
     return weight.device if weight is not None else torch.device(default)
 
 
+def make_student(teacher, guidance_range: tuple):
+    """The teacher's network with a zero-initialised guidance input; all its other weights are the teacher's."""
+    return teacher.with_guidance(guidance_range)
+
+
 def takes_guidance(model) -> bool:
     """Whether a network (or any callable) is a guidance-distilled student that takes s as an input."""
     return bool(getattr(model, "takes_guidance", False))
 
 
-__all__ = ["Denoiser", "device_of", "GuidanceEmbedding", "Network", "make_student", "takes_guidance"]
+__all__ = [
+    "ARCHS",
+    "CLASSES",
+    "Denoiser",
+    "FluxConditioner",
+    "FluxDenoiser",
+    "GuidanceEmbedding",
+    "Network",
+    "device_of",
+    "make_student",
+    "takes_guidance",
+]

@@ -91,6 +91,22 @@ class Denoiser(ModelMixin, ConfigMixin):
             return self.null_text.expand(cond.shape[0], -1)
         return torch.full_like(cond, self.config.num_classes)
 
+    @property
+    def parts(self) -> dict:
+        """The checkpoint's folders: this network saves as one, `denoiser/`."""
+        return {"denoiser": self}
+
+    def with_guidance(self, guidance_range: tuple) -> "Denoiser":
+        """The student: this network plus a zero-initialised guidance embedding; all other weights are the same."""
+        config = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        config.update(guidance_embedding=True, guidance_range=tuple(float(v) for v in guidance_range))
+        student = Denoiser(**config)
+        missing, unexpected = student.load_state_dict(self.state_dict(), strict=False)
+        fresh = [k for k in missing if not k.startswith("guidance_in.")]
+        if fresh or unexpected:
+            raise ValueError(f"teacher and student differ beyond the guidance embedding: {fresh + unexpected}")
+        return student.to(self.device)
+
     def forward(self, x_t, t, cond=None, s=None):
         if cond is None:
             cond = self.null_condition(torch.empty(x_t.shape[0], dtype=torch.long, device=x_t.device))
@@ -102,15 +118,3 @@ class Denoiser(ModelMixin, ConfigMixin):
             vec = vec + self.guidance_in(s)
         t = torch.as_tensor(t, device=x_t.device)
         return self.unet(x_t, t, class_labels=vec).sample
-
-
-def make_student(teacher: Denoiser, guidance_range: tuple) -> Denoiser:
-    """The teacher's network plus a zero-initialised guidance embedding; all other weights are the teacher's."""
-    config = {k: v for k, v in teacher.config.items() if not k.startswith("_")}
-    config.update(guidance_embedding=True, guidance_range=tuple(float(v) for v in guidance_range))
-    student = Denoiser(**config)
-    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
-    fresh = [k for k in missing if not k.startswith("guidance_in.")]
-    if fresh or unexpected:
-        raise ValueError(f"teacher and student differ beyond the guidance embedding: {fresh + unexpected}")
-    return student.to(teacher.device)

@@ -9,9 +9,9 @@ from ..conditioning import new_conditioning
 from ..config import RunOptions, TrainConfig
 from ..data import ImageDataset, load_dataset
 from ..errors import UserError
-from ..networks import Denoiser
+from ..networks import Denoiser, FluxDenoiser
 from ..objectives import Denoising
-from ..processes import VP
+from ..processes import VP, RectifiedFlow
 from ..training.loop import fit
 from ..training.run_folder import RunFolder
 from .preview import class_preview
@@ -27,33 +27,54 @@ def check_unet_levels(size: int, levels: int):
         )
 
 
-def make_teacher_network(config: TrainConfig, dataset: ImageDataset, conditioning) -> Denoiser:
+def make_teacher_network(config: TrainConfig, dataset: ImageDataset, conditioning):
+    """Our UNet or diffusers' Flux transformer, sized by a resolved config, for the dataset's images."""
     channels, size, _ = dataset.image_shape
-    check_unet_levels(size, len(config.block_out_channels))
-    model = Denoiser(
-        sample_size=size,
-        in_channels=channels,
-        num_classes=dataset.num_classes,
-        block_out_channels=tuple(config.block_out_channels),
-        layers_per_block=config.layers_per_block,
-        attention=config.attention,
-        scale_shift=config.scale_shift,
-        text_dim=conditioning.text_dim,
-    )
+    if config.arch == "flux":
+        if size % 2:
+            raise UserError(f"{size}×{size} images cannot be packed into FLUX's 2×2 tokens: the side must be even")
+        model = FluxDenoiser.create(
+            size,
+            channels,
+            dataset.num_classes,
+            conditioning.text_dim,
+            config.text_tokens,
+            **{
+                k: getattr(config, k)
+                for k in ("num_layers", "num_single_layers", "attention_head_dim", "num_attention_heads")
+            },
+        )
+    else:
+        check_unet_levels(size, len(config.block_out_channels))
+        model = Denoiser(
+            sample_size=size,
+            in_channels=channels,
+            num_classes=dataset.num_classes,
+            block_out_channels=tuple(config.block_out_channels),
+            layers_per_block=config.layers_per_block,
+            attention=config.attention,
+            scale_shift=config.scale_shift,
+            text_dim=conditioning.text_dim,
+        )
     if conditioning.text_dim:
         model.null_text.copy_(conditioning.null)
     return model
 
 
+def make_process(config: TrainConfig):
+    return RectifiedFlow.create(config.shift) if config.objective == "flow" else VP.create(config.prediction)
+
+
 def train_teacher(config: TrainConfig, run: RunOptions | None = None, dataset: ImageDataset | None = None):
     """Train a teacher. With `run.out`, checkpoints and logs go there and the model is saved there at the end."""
-    config.validate()
+    config = config.validate().resolved()
     run = run or RunOptions()
     with RunFolder(run) as folder:
         dataset = dataset or load_dataset(config.data, "train", image_size=config.image_size)
-        conditioning = new_conditioning(config.conditioning, dataset.name, dataset.class_names)
+        tokens = config.text_tokens if config.arch == "flux" else None
+        conditioning = new_conditioning(config.conditioning, dataset.name, dataset.class_names, tokens)
         config = replace(config, conditioning=conditioning.kind)
-        process = VP.create(config.prediction)
+        process = make_process(config)
         torch.manual_seed(config.seed)
         model = make_teacher_network(config, dataset, conditioning)
         objective = Denoising(process, conditioning, config.p_uncond)
