@@ -38,7 +38,16 @@ def prepared(tmp_path_factory):
     teacher, student = root / "teacher", root / "student"
     quiet = ["--quiet", "--validate-every", "0", "--batch-size", "16"]
     assert main(["train", "--out", str(teacher), "--steps", "4", "--checkpoint-every", "2", *quiet]) == 0
-    assert main(["distill", "--teacher", str(teacher), "--out", str(student), "--steps", "2", *quiet]) == 0
+    distill = ["distill", "--teacher", str(teacher), "--out", str(student), "--steps", "2", "--checkpoint-every", "2"]
+    assert main([*distill, *quiet]) == 0
+    flux = ["--objective", "flow", "--arch", "flux", "--num-layers", "1", "--num-single-layers", "1"]
+    flux += ["--attention-head-dim", "8", "--num-attention-heads", "2"]
+    assert main(["train", "--out", str(root / "flowteacher"), "--steps", "2", *flux, *quiet]) == 0
+    edit_json(
+        copy_model(root / "flowteacher", root / "embedsmismatch") / "transformer/config.json",
+        lambda c: c.update(guidance_embeds=True),
+    )
+    shutil.rmtree(copy_model(root / "flowteacher", root / "notransformer") / "transformer")
     (root / "empty").mkdir()
     UNet2DModel(
         sample_size=8,

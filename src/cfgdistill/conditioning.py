@@ -57,13 +57,11 @@ class PromptEncoder:
         T5's), then the pooled embedding."""
         new = [p for p in dict.fromkeys(prompts) if (p, length) not in self.cache]
         if new:
-            tokens = self.model.tokenizer(new, padding="max_length", max_length=length, return_tensors="pt")
-            if tokens["input_ids"].shape[1] > length:
-                cut = [p for p, ids in zip(new, tokens["attention_mask"]) if ids.sum() > length]
+            cut = [p for p, ids in zip(new, self.model.tokenizer(new)["input_ids"]) if len(ids) > length]
+            if cut:
                 warnings.warn(f"{len(cut)} prompt(s) exceed {length} tokens and are cut, e.g. {cut[0]!r}", stacklevel=2)
-                tokens = self.model.tokenizer(
-                    new, padding="max_length", truncation=True, max_length=length, return_tensors="pt"
-                )
+            tokenize = dict(padding="max_length", truncation=True, max_length=length, return_tensors="pt")
+            tokens = self.model.tokenizer(new, **tokenize)
             with torch.no_grad():
                 hidden = self.model[0].auto_model(**tokens).last_hidden_state.float()
             for prompt, states, pooled in zip(new, hidden, self(new)):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import UserError
+from .presets import PRESETS  # noqa: F401  (re-exported: presets are part of the config)
 from .settings import (
     COUNT,
     FINITE,
@@ -39,29 +40,6 @@ OBJECTIVES = ("vp", "flow")  # forward processes (processes.PROCESSES)
 ARCHS = ("unet", "flux")  # networks (networks/)
 MAX_SAMPLES = 100_000
 DEFAULT_GUIDANCE = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-
-
-# Named defaults for `train` and `distill`; flags (or overrides) given explicitly still win.
-PRESETS = {
-    "fashion-cpu": {  # a text-conditioned Fashion-MNIST teacher and student within an hour on 2 CPU cores
-        "train": {
-            "data": "fashion-mnist",
-            "steps": 4000,
-            "batch_size": 48,
-            "block_out_channels": [16, 32, 64],
-            "scale_shift": True,
-        },
-        # s = 1 inside the range, half of each batch on the teacher's guided paths, rows weighted by t and s
-        "distill": {
-            "steps": 800,
-            "batch_size": 48,
-            "lr": 5e-4,
-            "guidance_min": 0.0,
-            "trajectory_fraction": 0.5,
-            "loss_space": "guidance",
-        },
-    },
-}
 
 
 @dataclass

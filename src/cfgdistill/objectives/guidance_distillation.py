@@ -122,7 +122,7 @@ class GuidanceDistillation(Objective):
         if self.guidance_rms is not None:
             rms = self.guidance_rms.to(t.device)
             inv = 1 / (rms.mean() + (s[:, None] - 1).abs() * rms[None, :])  # (rows, every t)
-            return inv.gather(1, t[:, None]).squeeze(1) / inv.mean(1)
+            return inv.gather(1, self.process.bin(t).to(t.device)[:, None]).squeeze(1) / inv.mean(1)
         return self.process.eps_weight(t)
 
     def state_dict(self) -> dict:
@@ -134,7 +134,7 @@ class GuidanceDistillation(Objective):
 
 @torch.no_grad()
 def guidance_size(teacher, process, conditioning, dataset, points: int = 16, rows: int = 64) -> torch.Tensor:
-    """The teacher's mean squared |cond − uncond| at every training t.
+    """The teacher's mean squared |cond − uncond| at every integer t (a flow model's t bins, `process.bin`).
 
     Measured on `rows` images spread evenly through the data (a folder lists its classes in turn) at
     `points` evenly spaced t with fixed noise, and interpolated in log space, so it costs about `points`
