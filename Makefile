@@ -3,7 +3,13 @@ PYTHON ?= python3
 # The CPU wheel for this machine. GPU users: install your CUDA build of torch first, then `make demo TORCH=torch`.
 TORCH ?= torch==2.13.0
 OUT ?= demo-out
-RUNS ?= runs/fashion
+ARCH ?= unet
+# `make fashion ARCH=flux`: the same Fashion-MNIST text path with rectified flow and diffusers' Flux transformer.
+PRESET_unet := fashion-cpu
+PRESET_flux := fashion-flux-cpu
+SUFFIX_flux := -flux
+RUNS ?= runs/fashion$(SUFFIX_$(ARCH))
+RESULTS ?= docs/results/fashion$(SUFFIX_$(ARCH))
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: install data demo test bench fashion
@@ -31,9 +37,9 @@ bench: install
 	[ -f $(OUT)/student/cfgdistill.json ] || $(PYTHON) -m cfgdistill demo --out $(OUT) --overwrite
 	$(PYTHON) benchmarks/run.py --models $(OUT) --out docs/results
 
-# Text-conditioned Fashion-MNIST: train a teacher, distill it, evaluate both into docs/results/fashion.
+# Text-conditioned Fashion-MNIST: train a teacher, distill it, evaluate both into docs/results/fashion(-flux).
 fashion: install data
-	$(PYTHON) -m cfgdistill train --preset fashion-cpu --out $(RUNS)/teacher --overwrite
-	$(PYTHON) -m cfgdistill distill --preset fashion-cpu --teacher $(RUNS)/teacher --out $(RUNS)/student --overwrite
-	$(PYTHON) -m cfgdistill evaluate --teacher $(RUNS)/teacher --student $(RUNS)/student --out docs/results/fashion \
+	$(PYTHON) -m cfgdistill train --preset $(PRESET_$(ARCH)) --out $(RUNS)/teacher --overwrite
+	$(PYTHON) -m cfgdistill distill --preset $(PRESET_$(ARCH)) --teacher $(RUNS)/teacher --out $(RUNS)/student --overwrite
+	$(PYTHON) -m cfgdistill evaluate --teacher $(RUNS)/teacher --student $(RUNS)/student --out $(RESULTS) \
 	    --guidance 1,2,3,5 --steps 20 --n 500 --overwrite

@@ -97,7 +97,7 @@ class TrainConfig(LoopConfig):
     num_layers: int | None = setting(None, "flux: double-stream (MMDiT) blocks (default 2)", at_most(64))
     num_single_layers: int | None = setting(None, "flux: single-stream blocks (default 2)", at_most(64))
     attention_head_dim: int | None = setting(
-        None, "flux: size of each attention head, even, >= 8 (default 32)", at_most(512)
+        None, "flux: size of each attention head, even, >= 8 (default 16)", at_most(512)
     )
     num_attention_heads: int | None = setting(None, "flux: attention heads (default 4)", at_most(64))
     text_tokens: int | None = setting(

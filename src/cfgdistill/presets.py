@@ -19,6 +19,29 @@ PRESETS = {
             "loss_space": "guidance",
         },
     },
+    # FLUX's recipe at the same budget: rectified flow, diffusers' Flux transformer (the size measured fastest
+    # that trains in the hour, docs/results/flow/architectures_cpu.json), MiniLM token states; distilled alike
+    "fashion-flux-cpu": {
+        "train": {
+            "data": "fashion-mnist",
+            "objective": "flow",
+            "arch": "flux",
+            "steps": 4000,
+            "batch_size": 48,
+            "num_layers": 2,
+            "num_single_layers": 2,
+            "attention_head_dim": 16,
+            "num_attention_heads": 4,
+        },
+        "distill": {
+            "steps": 800,
+            "batch_size": 48,
+            "lr": 5e-4,
+            "guidance_min": 0.0,
+            "trajectory_fraction": 0.5,
+            "loss_space": "guidance",
+        },
+    },
 }
 
 __all__ = ["PRESETS"]
