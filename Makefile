@@ -3,13 +3,15 @@ PYTHON ?= python3
 # The CPU wheel for this machine. GPU users: install your CUDA build of torch first, then `make demo TORCH=torch`.
 TORCH ?= torch==2.13.0
 OUT ?= demo-out
+# `make fashion ARCH=flux`: the Fashion-MNIST text path with rectified flow and diffusers' Flux transformer;
+# `make fashion OBJECTIVE=flow`: the UNet preset trained by rectified flow instead of VP.
 ARCH ?= unet
-# `make fashion ARCH=flux`: the same Fashion-MNIST text path with rectified flow and diffusers' Flux transformer.
+OBJECTIVE ?=
 PRESET_unet := fashion-cpu
 PRESET_flux := fashion-flux-cpu
-SUFFIX_flux := -flux
-RUNS ?= runs/fashion$(SUFFIX_$(ARCH))
-RESULTS ?= docs/results/fashion$(SUFFIX_$(ARCH))
+SUFFIX := $(if $(filter flux,$(ARCH)),-flux)$(if $(OBJECTIVE),-$(OBJECTIVE))
+RUNS ?= runs/fashion$(SUFFIX)
+RESULTS ?= docs/results/fashion$(SUFFIX)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: install data demo test bench fashion
@@ -39,7 +41,8 @@ bench: install
 
 # Text-conditioned Fashion-MNIST: train a teacher, distill it, evaluate both into docs/results/fashion(-flux).
 fashion: install data
-	$(PYTHON) -m cfgdistill train --preset $(PRESET_$(ARCH)) --out $(RUNS)/teacher --overwrite
+	$(PYTHON) -m cfgdistill train --preset $(PRESET_$(ARCH)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) \
+	    --out $(RUNS)/teacher --overwrite
 	$(PYTHON) -m cfgdistill distill --preset $(PRESET_$(ARCH)) --teacher $(RUNS)/teacher --out $(RUNS)/student --overwrite
 	$(PYTHON) -m cfgdistill evaluate --teacher $(RUNS)/teacher --student $(RUNS)/student --out $(RESULTS) \
 	    --guidance 1,2,3,5 --steps 20 --n 500 --overwrite

@@ -13,23 +13,31 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
 from cfgdistill import EvaluateConfig, RunOptions, TrainConfig, UserError, evaluate, load, train_teacher
 from cfgdistill.data import load_dataset
 from cfgdistill.evaluation.machine import machine_record
 from cfgdistill.evaluation.markdown import speed_lines, write_report
 from cfgdistill.flags import Parser, argparse_type
-from cfgdistill.networks import Denoiser
+from cfgdistill.networks import FluxDenoiser
+from cfgdistill.networks.flux import pack
 from cfgdistill.pipelines.sample import generate, initial_noise
-from cfgdistill.processes import VP
+from cfgdistill.pipelines.train import make_process, make_teacher_network
 from cfgdistill.settings import POSITIVE
+
+
+def plain_scheduler(process):
+    """The deterministic diffusers sampler of the model's process: DDIM for VP, flow-matching Euler for flow."""
+    if process.name == "flow":
+        return FlowMatchEulerDiscreteScheduler.from_config(process.schedule.config)
+    return DDIMScheduler.from_config(process.schedule.config, timestep_spacing="trailing")
 
 
 @torch.no_grad()
 def plain_cfg_loop(model, process, cond, s, steps, seed=0):
-    """CFG sampling written directly on diffusers: DDIM, cond and uncond batched, nothing else."""
-    scheduler = DDIMScheduler.from_config(process.schedule.config, timestep_spacing="trailing")
+    """CFG sampling written directly on diffusers: DDIM or Euler, cond and uncond batched, nothing else."""
+    scheduler = plain_scheduler(process)
     scheduler.set_timesteps(steps)
     x = initial_noise(range(seed, seed + len(cond)), model.sample_shape)
     both = torch.cat([cond, model.null_condition(cond)])
@@ -37,6 +45,29 @@ def plain_cfg_loop(model, process, cond, s, steps, seed=0):
         pred_cond, pred_uncond = model(torch.cat([x, x]), t, both).chunk(2)
         x = scheduler.step(pred_uncond + s * (pred_cond - pred_uncond), t, x).prev_sample
     return x.clamp(-1, 1)
+
+
+def stock_flux(folder: Path) -> tuple:
+    """The checkpoint's transformer and scheduler, loaded by stock diffusers from their folders; our conditioner."""
+    transformer = FluxTransformer2DModel.from_pretrained(folder, subfolder="transformer").eval()
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
+    return transformer, scheduler, load(folder).model.conditioner
+
+
+@torch.no_grad()
+def stock_flux_loop(stock: tuple, cond, s, steps, seed=0):
+    """A Flux student run as FluxPipeline runs one: packed tokens, guidance=s, one pass per step."""
+    transformer, scheduler, conditioner = stock
+    n, channels, size = len(cond), conditioner.config.in_channels, conditioner.config.sample_size
+    tokens, pooled = conditioner(cond, torch.float32)
+    ids = FluxPipeline._prepare_latent_image_ids(n, size // 2, size // 2, "cpu", torch.float32)
+    txt_ids, guidance = torch.zeros(tokens.shape[1], 3), torch.full([n], s)
+    latents = pack(initial_noise(range(seed, seed + n), (channels, size, size)))
+    scheduler.set_timesteps(steps)
+    for t in scheduler.timesteps:
+        velocity = transformer(latents, tokens, pooled, t.expand(n) / 1000, ids, txt_ids, guidance).sample
+        latents = scheduler.step(velocity, t, latents).prev_sample
+    return FluxPipeline._unpack_latents(latents, size, size, 1).clamp(-1, 1)
 
 
 def interleaved(fns: dict, repeats: int = 5) -> dict:
@@ -69,17 +100,17 @@ def plain_training(teacher, config: TrainConfig, data, steps: int, autocast: boo
     """A plain fp32 PyTorch + diffusers training loop: the teacher's network, a fresh start, the same batch and
     dropout."""
     torch.manual_seed(config.seed)
-    model = Denoiser.from_config(teacher.model.config)
     conditioning = teacher.conditioning
+    model = make_teacher_network(config.resolved(), data, conditioning)
     generator = torch.Generator().manual_seed(config.seed)
-    process = VP.create(config.prediction)
+    process = make_process(config.resolved())
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr)
     model.train()
     for _ in range(steps):
         index = torch.randint(0, len(data), (config.batch_size,))
         x_0, cond = data.images[index], conditioning.draw(data.labels[index], generator, config.p_uncond)
         eps = torch.randn_like(x_0)
-        t = torch.randint(0, 1000, (len(x_0),))
+        t = process.draw_t(len(x_0), generator)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             pred = model(process.add_noise(x_0, eps, t), t, cond)
         loss = F.mse_loss(pred.float(), process.target(x_0, eps, t))
@@ -88,7 +119,10 @@ def plain_training(teacher, config: TrainConfig, data, steps: int, autocast: boo
         optimizer.zero_grad(set_to_none=True)
 
 
-RECIPE_KEYS = "data batch_size lr p_uncond block_out_channels layers_per_block attention scale_shift prediction"
+RECIPE_KEYS = (
+    "data batch_size lr p_uncond objective arch prediction shift block_out_channels layers_per_block attention "
+    "scale_shift num_layers num_single_layers attention_head_dim num_attention_heads text_tokens"
+)
 
 
 def training_speed(teacher, train_steps: int) -> tuple:
@@ -114,9 +148,16 @@ def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
     ours = lambda: generate(teacher.model, process, cond, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
     plain = lambda: plain_cfg_loop(teacher.model, process, cond, s, steps)  # noqa: E731
     one_pass = lambda: generate(student.model, process, cond, s=s, steps=steps, batch_size=len(labels))  # noqa: E731
-    x_ours, x_plain = ours(), plain()  # also the warm-up
-    one_pass()
-    t = interleaved({"ours": ours, "plain": plain, "student": one_pass})
+    x_ours, x_plain, x_student = ours(), plain(), one_pass()  # also the warm-up
+    fns = {"ours": ours, "plain": plain, "student": one_pass}
+    stock = {}
+    if isinstance(student.model, FluxDenoiser):
+        loaded = stock_flux(student.path)
+        fns["stock"] = lambda: stock_flux_loop(loaded, cond, s, steps)
+        stock = {"stock_flux_student_max_abs_difference": float((fns["stock"]() - x_student).abs().max())}
+    t = interleaved(fns)
+    if stock:
+        stock["student_over_stock_flux_time"] = t["student"] / t["stock"]
 
     config, t_train, bf16_steps = training_speed(teacher, train_steps)
     return {
@@ -126,6 +167,7 @@ def speed(teacher, student, steps: int, n: int, train_steps: int) -> dict:
         "student_over_teacher_samples_per_s": t["ours"] / t["student"],
         "ours_over_plain_diffusers_time": t["ours"] / t["plain"],
         "ours_vs_plain_max_abs_difference": float((x_ours - x_plain).abs().max()),
+        **stock,
         "sampler_efficiency_teacher": network_share(teacher.model, ours),
         "sampler_efficiency_student": network_share(student.model, one_pass),
         "train_steps": train_steps,

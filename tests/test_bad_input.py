@@ -48,6 +48,8 @@ def prepared(tmp_path_factory):
         lambda c: c.update(guidance_embeds=True),
     )
     shutil.rmtree(copy_model(root / "flowteacher", root / "notransformer") / "transformer")
+    shutil.rmtree(copy_model(root / "flowteacher", root / "ddpmflow") / "scheduler")
+    shutil.copytree(teacher / "scheduler", root / "ddpmflow" / "scheduler")
     (root / "empty").mkdir()
     UNet2DModel(
         sample_size=8,

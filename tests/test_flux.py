@@ -144,3 +144,28 @@ def test_flow_flux_text_run_samples_like_a_plain_flux_loop_on_minilm(tmp_path):
             latents = scheduler.step(velocity, t, latents).prev_sample
     pixels = FluxPipeline._unpack_latents(latents, 8, 8, 1).clamp(-1, 1)
     assert (pixels - expected).abs().max() < 1e-5  # MiniLM batched here and prompt by prompt in the cache
+
+
+def test_flow_distillation_of_a_flux_teacher_on_its_euler_paths(digits):
+    """Every part of the flow + Flux preset's objective: noised rows and Euler-path rows, the guidance weighting
+    over t bins, a finite loss with gradients only where the student learns; the paths sit on the Euler grid."""
+    from cfgdistill.conditioning import ClassConditioning
+    from cfgdistill.config import DistillConfig
+    from cfgdistill.guidance.rules import cfg
+    from cfgdistill.objectives import GuidanceDistillation
+
+    teacher, flow = tiny_flux(), RectifiedFlow.create(shift=3.0)
+    config = DistillConfig(trajectory_fraction=0.5, trajectory_steps=4, loss_space="guidance", guidance_min=0.0)
+    objective = GuidanceDistillation(teacher, flow, ClassConditioning(digits.class_names), config, cfg, digits)
+    assert objective.guidance_rms.shape == (1000,) and torch.isfinite(objective.guidance_rms).all()
+    student = make_student(teacher, (0.0, 6.0))
+    g = torch.Generator().manual_seed(0)
+    rows = objective.draw(digits.images[:8].float(), digits.labels[:8], g)
+    grid = flow.deterministic_path(4).timesteps
+    assert all(t in grid for t in rows["t"][4:]) and rows["t"].dtype == torch.float32
+    loss = objective.loss(student, rows)
+    loss.backward()
+    assert (
+        torch.isfinite(loss)
+        and student.transformer.time_text_embed.guidance_embedder.linear_2.weight.grad.abs().sum() > 0
+    )

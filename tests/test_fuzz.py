@@ -75,6 +75,9 @@ def models(tmp_path_factory):
         )
         == 0
     )
+    flux = ["--objective", "flow", "--arch", "flux", "--num-layers", "1", "--num-single-layers", "1"]
+    flux += ["--attention-head-dim", "8", "--num-attention-heads", "2"]
+    assert main(["train", "--out", str(root / "fluxteacher"), "--steps", "2", *flux, *quiet[:-2]]) == 0
     return root
 
 
@@ -157,6 +160,7 @@ JSON_VALUES = st.one_of(
     st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
 )
 FILES = ["cfgdistill.json", "denoiser/config.json", "scheduler/scheduler_config.json"]
+CHECKPOINT_FILES = [("teacher", f) for f in FILES] + [("fluxteacher", f) for f in (*FILES, "transformer/config.json")]
 
 
 def mutate(data: dict, draw) -> dict:
@@ -176,11 +180,11 @@ def mutate(data: dict, draw) -> dict:
     return data
 
 
-@pytest.mark.parametrize("file", FILES)
+@pytest.mark.parametrize("name, file", CHECKPOINT_FILES)
 @given(data=st.data())
-def test_every_field_of_a_checkpoint(file, data, models, cheap, capsys):
+def test_every_field_of_a_checkpoint(name, file, data, models, cheap, capsys):
     with scratch() as folder:
-        model = shutil.copytree(models / "teacher", folder / "model", ignore=shutil.ignore_patterns("checkpoints"))
+        model = shutil.copytree(models / name, folder / "model", ignore=shutil.ignore_patterns("checkpoints"))
         path = model / file
         path.write_text(json.dumps(mutate(json.loads(path.read_text()), data.draw)))
         code, err = run(

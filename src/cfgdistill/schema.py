@@ -124,6 +124,7 @@ FLUX_TRANSFORMER = {
     "axes_dims_rope": (list_of(lambda v: positive(v) and v % 2 == 0, 3), "three positive even numbers"),
 }
 SCHEDULER = {
+    "_class_name": (one_of("DDPMScheduler"), "DDPMScheduler, the schedule of a vp model"),
     "num_train_timesteps": (lambda v: positive(v) and v >= 2, "a whole number >= 2"),
     "prediction_type": (one_of(*PREDICTIONS), " or ".join(PREDICTIONS)),
     "beta_schedule": (one_of("linear", "scaled_linear", "squaredcos_cap_v2"), "a diffusers beta schedule"),
@@ -144,11 +145,21 @@ SCHEDULER = {
     ),
 }
 FLOW_SCHEDULER = {
+    "_class_name": (one_of("FlowMatchEulerDiscreteScheduler"), "FlowMatchEulerDiscreteScheduler, a flow model's"),
     "num_train_timesteps": (lambda v: positive(v) and v >= 2, "a whole number >= 2"),
     "shift": (lambda v: number(0)(v) and v > 0, "a number > 0"),
     "use_dynamic_shifting": (lambda v: v is False, "false"),
     "invert_sigmas": (lambda v: v is False, "false"),
     "stochastic_sampling": (lambda v: v is False, "false"),
+    "shift_terminal": (lambda v: v is None, "null"),
+    "use_karras_sigmas": (lambda v: v is False, "false"),
+    "use_exponential_sigmas": (lambda v: v is False, "false"),
+    "use_beta_sigmas": (lambda v: v is False, "false"),
+    "time_shift_type": (one_of("exponential", "linear"), "exponential or linear"),
+    "base_shift": (optional(number()), "null or a number"),
+    "max_shift": (optional(number()), "null or a number"),
+    "base_image_seq_len": (positive, "a whole number > 0"),
+    "max_image_seq_len": (positive, "a whole number > 0"),
 }
 STATE = {
     "step": (positive, "a whole number > 0"),
@@ -263,4 +274,4 @@ def check_flux(folder: Path, config: dict, meta):
 def check_scheduler(folder: Path, spec: dict):
     """`spec` is the process's own (`scheduler_fields`): DDPM's for VP, flow matching's for rectified flow."""
     where = folder / "scheduler" / "scheduler_config.json"
-    check(where, read_json(where), spec, optional_fields=tuple(set(spec) - {"num_train_timesteps"}))
+    check(where, read_json(where), spec, optional_fields=tuple(set(spec) - {"_class_name", "num_train_timesteps"}))
