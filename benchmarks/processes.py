@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from cfgdistill import EvaluateConfig, load  # noqa: E402
+from cfgdistill.conditioning import TextConditioning  # noqa: E402
 from cfgdistill.evaluation.machine import machine_record  # noqa: E402
 from cfgdistill.evaluation.report import make_judge  # noqa: E402
 from cfgdistill.pipelines.sample import generate  # noqa: E402
@@ -42,16 +43,31 @@ def from_report(report: dict) -> dict:
         "nfe_per_image": {f"{s:g}": [rows[s][m]["nfe_per_image"] for m in ("teacher", "student")] for s in SCALES},
         "fd_noise_floor": report["fd_noise_floor"],
         "held_out_paraphrase_accuracy_s3": {m: paraphrases.get(f"{m}_accuracy") for m in ("teacher", "student")},
+        "held_out_new_word_accuracy_s3": new_word_accuracy(report),
     }
 
 
-def fd_against_steps(runs: Path, n: int) -> dict:
-    """The teacher's FD at s = 3 for each step count, from the same noise and labels."""
+def new_word_accuracy(report: dict) -> dict:
+    """Held-out accuracy at s = 3 per word only the held-out prompts use: which words each text pathway draws."""
+    per_prompt = (report.get("held_out_paraphrases") or {}).get("per_prompt", {})
+    words = TextConditioning.for_dataset(report["dataset"], report["class_names"]).new_words
+    result = {}
+    for name, new in words.items():
+        for word in new:
+            rows = [row for prompt, row in per_prompt.items() if word in prompt and row["class"] == name]
+            if rows:
+                result[word] = {m: sum(r[m] for r in rows) / len(rows) for m in ("teacher", "student")}
+                result[word]["encoder_places"] = sum(r["encoder_places"] for r in rows) / len(rows)
+    return result
+
+
+def fd_against_steps(runs: Path, n: int, steps: tuple) -> dict:
+    """The teacher's FD at s = 3 for each step count, from the same noise, labels and judge as `evaluate`."""
     teacher = load(runs / "teacher")
     judge, n, *_ = make_judge(teacher, EvaluateConfig(n=n, quiet=True))
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
     cond = teacher.conditioning.encode(labels=labels)
-    return {steps: judge.fd(generate(teacher.model, teacher.process, cond, s=S, steps=steps)) for steps in STEPS}
+    return {k: judge.fd(generate(teacher.model, teacher.process, cond, s=S, steps=k)) for k in steps}
 
 
 def plot(result: dict, out: Path):
@@ -76,7 +92,11 @@ def main():
     pairs = {}
     for name, runs, report in args.pair:
         pairs[name] = from_report(json.loads((Path(report) / "report.json").read_text()))
-        pairs[name]["teacher_fd_vs_steps_s3"] = fd_against_steps(Path(runs), args.n)
+        pair = pairs[name]
+        fd = fd_against_steps(Path(runs), args.n, (*STEPS, pair["sampling_steps"]))
+        pair["teacher_fd_vs_steps_s3"] = {k: fd[k] for k in STEPS}
+        # the report's own step count again: equal FD means the models here are the ones the report measured
+        pair["report_teacher_fd_s3_remeasured"] = fd[pair["sampling_steps"]]
     result = {"machine": machine_record(), "samples": args.n, "s": S, "pairs": pairs}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "comparison.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -40,16 +40,7 @@ def prepared(tmp_path_factory):
     assert main(["train", "--out", str(teacher), "--steps", "4", "--checkpoint-every", "2", *quiet]) == 0
     distill = ["distill", "--teacher", str(teacher), "--out", str(student), "--steps", "2", "--checkpoint-every", "2"]
     assert main([*distill, *quiet]) == 0
-    flux = ["--objective", "flow", "--arch", "flux", "--num-layers", "1", "--num-single-layers", "1"]
-    flux += ["--attention-head-dim", "8", "--num-attention-heads", "2"]
-    assert main(["train", "--out", str(root / "flowteacher"), "--steps", "2", *flux, *quiet]) == 0
-    edit_json(
-        copy_model(root / "flowteacher", root / "embedsmismatch") / "transformer/config.json",
-        lambda c: c.update(guidance_embeds=True),
-    )
-    shutil.rmtree(copy_model(root / "flowteacher", root / "notransformer") / "transformer")
-    shutil.rmtree(copy_model(root / "flowteacher", root / "ddpmflow") / "scheduler")
-    shutil.copytree(teacher / "scheduler", root / "ddpmflow" / "scheduler")
+    flux_folders(root, teacher, quiet)
     (root / "empty").mkdir()
     UNet2DModel(
         sample_size=8,
@@ -85,6 +76,20 @@ def prepared(tmp_path_factory):
     (root / "emptyimage" / "b" / "4.png").write_bytes(b"")
     (root / "brokenimage" / "a" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
     return root
+
+
+def flux_folders(root: Path, teacher: Path, quiet: list):
+    """A flow + Flux teacher, and copies of it with a contradicting guidance_embeds, no transformer, a VP schedule."""
+    flux = ["--objective", "flow", "--arch", "flux", "--num-layers", "1", "--num-single-layers", "1"]
+    flux += ["--attention-head-dim", "8", "--num-attention-heads", "2"]
+    assert main(["train", "--out", str(root / "flowteacher"), "--steps", "2", *flux, *quiet]) == 0
+    edit_json(
+        copy_model(root / "flowteacher", root / "embedsmismatch") / "transformer/config.json",
+        lambda c: c.update(guidance_embeds=True),
+    )
+    shutil.rmtree(copy_model(root / "flowteacher", root / "notransformer") / "transformer")
+    shutil.rmtree(copy_model(root / "flowteacher", root / "ddpmflow") / "scheduler")
+    shutil.copytree(teacher / "scheduler", root / "ddpmflow" / "scheduler")
 
 
 def edit_json(path: Path, change):
