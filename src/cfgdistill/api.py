@@ -122,6 +122,10 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         raise UserError(f"--teacher must hold a teacher and --student a student; got {teacher.kind} and {student.kind}")
     if teacher.meta.data.name != student.meta.data.name:
         raise UserError("teacher and student were trained on different datasets")
+    if teacher.meta.process != student.meta.process:
+        raise UserError(
+            f"teacher and student use different forward processes ({teacher.meta.process} and {student.meta.process})"
+        )
     evaluation = evaluate_pair(teacher, student, config)
     if config.out is not None:
         try:
