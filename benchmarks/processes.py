@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -75,8 +76,10 @@ def plot(result: dict, out: Path):
     for name, pair in result["pairs"].items():
         steps = [int(k) for k in pair["teacher_fd_vs_steps_s3"]]
         ax.plot(steps, list(pair["teacher_fd_vs_steps_s3"].values()), marker="o", label=f"{name} ({pair['sampler']})")
-    ax.set(xscale="log", xlabel="sampling steps (teacher: 2 passes each)", ylabel="FD at s = 3", xticks=STEPS)
-    ax.set_xticklabels([str(s) for s in STEPS])
+    ax.set(xscale="log", xlabel="sampling steps (teacher: 2 passes each)", ylabel="FD at s = 3")
+    ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(STEPS))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=120)
