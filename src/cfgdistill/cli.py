@@ -30,9 +30,10 @@ def run(command: str, settings: dict):
         if is_main_process():
             print(printable(f"teacher saved to {settings[config.RunOptions].out}"))
     elif command == "distill":
-        api.distill(settings[config.TeacherInput].teacher, settings[config.DistillConfig], settings[config.RunOptions])
+        teacher, run = settings[config.TeacherInput].teacher, settings[config.RunOptions]
+        api.distill(teacher, settings[config.DistillConfig], run, pipeline=settings[config.PipelineOptions])
         if is_main_process():
-            print(printable(f"student saved to {settings[config.RunOptions].out}"))
+            print(printable(f"student saved to {run.out}"))
     elif command == "sample":
         sample(api, settings[config.ModelInput].model, settings[config.SampleConfig])
     elif command == "evaluate":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .presets import PRESETS  # noqa: F401  (re-exported: presets are part of the config)
+from .pretrained_options import PipelineOptions
 from .settings import (
     COUNT,
     FINITE,
@@ -191,7 +192,9 @@ class RunOptions(Settings):
 
 @dataclass
 class TeacherInput(Settings):
-    teacher: Path = setting(None, "teacher checkpoint folder", PATH, required=True)
+    teacher: Path = setting(
+        None, "teacher checkpoint folder, or a diffusers pipeline (folder or cached hub id)", PATH, required=True
+    )
 
 
 @dataclass
@@ -249,7 +252,9 @@ class EvaluateConfig(Settings):
 
 @dataclass
 class PairInput(Settings):
-    teacher: Path = setting(None, "teacher checkpoint folder", PATH, required=True)
+    teacher: Path = setting(
+        None, "teacher checkpoint folder, or a diffusers pipeline (folder or cached hub id)", PATH, required=True
+    )
     student: Path = setting(None, "student checkpoint folder", PATH, required=True)
 
 
@@ -271,7 +276,7 @@ COMMANDS = {
     "train": ("train a class- or text-conditional teacher with condition dropout", (TrainConfig, RunOptions)),
     "distill": (
         "distill a teacher's guidance into a one-pass student that takes s",
-        (TeacherInput, DistillConfig, RunOptions),
+        (TeacherInput, DistillConfig, PipelineOptions, RunOptions),
     ),
     "sample": ("sample a teacher (guided, two passes) or a student (one pass)", (ModelInput, SampleConfig)),
     "evaluate": ("quality against s for teacher and student, side by side", (PairInput, EvaluateConfig)),

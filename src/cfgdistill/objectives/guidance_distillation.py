@@ -39,7 +39,13 @@ class GuidanceDistillation(Objective):
         self.teacher.to(device)
 
     def draw(self, x_0, labels, generator) -> dict:
-        """One row per image or path state; its `s` column holds the `s_draws` scales the student learns it at."""
+        """One row per image or path state; its `s` column holds the `s_draws` scales the student learns it at.
+
+        Without images (`x_0` None: a pipeline distilled from prompts) every row is a state on the teacher's paths.
+        """
+        if x_0 is None:
+            paths = self.trajectories.draw(labels.shape[0], self.teacher.sample_shape, generator)
+            return {**paths, "s": self.spread(paths["s"])}
         x_t, t, _ = self.process.noisy_batch(x_0, generator)
         cond = self.conditioning.draw(labels, generator, self.config.p_uncond)
         s_min, s_max = self.config.guidance_min, self.config.guidance_max

@@ -21,7 +21,7 @@ class TeacherTrajectories:
 
     def fresh(self, n: int, image_shape: tuple, generator: torch.Generator) -> dict:
         """New paths from pure noise, with a random class (or null) condition and s ~ U[s_min, s_max]."""
-        labels = torch.randint(0, self.teacher.config.num_classes, (n,), generator=generator)
+        labels = torch.randint(0, self.conditioning.num_classes, (n,), generator=generator)
         s_min, s_max = self.config.guidance_min, self.config.guidance_max
         return {
             "x_t": torch.randn((n, *image_shape), generator=generator),

