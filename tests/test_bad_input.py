@@ -11,6 +11,7 @@ import pytest
 from diffusers import UNet2DModel
 from PIL import Image
 from safetensors.torch import load_file, save_file
+from tiny_pipelines import sd_pipeline
 
 from cfgdistill.cli import main
 
@@ -41,6 +42,7 @@ def prepared(tmp_path_factory):
     distill = ["distill", "--teacher", str(teacher), "--out", str(student), "--steps", "2", "--checkpoint-every", "2"]
     assert main([*distill, *quiet]) == 0
     flux_folders(root, teacher, quiet)
+    pipeline_folders(root)
     (root / "empty").mkdir()
     UNet2DModel(
         sample_size=8,
@@ -90,6 +92,19 @@ def flux_folders(root: Path, teacher: Path, quiet: list):
     shutil.rmtree(copy_model(root / "flowteacher", root / "notransformer") / "transformer")
     shutil.rmtree(copy_model(root / "flowteacher", root / "ddpmflow") / "scheduler")
     shutil.copytree(teacher / "scheduler", root / "ddpmflow" / "scheduler")
+
+
+def pipeline_folders(root: Path):
+    """A tiny SD pipeline, one of an unsupported class, its distilled student, prompts files, broken images."""
+    sd_pipeline().save_pretrained(root / "sdpipe")
+    edit_json(copy_model(root / "sdpipe", root / "otherpipe") / "model_index.json", lambda c: c.update(_class_name="X"))
+    (root / "prompts").write_text("a coat\n")
+    (root / "blankprompts").write_text("\n   \n\t\n")
+    (root / "emptyprompts").write_text("")
+    distill = ["distill", "--teacher", str(root / "sdpipe"), "--prompts", str(root / "prompts"), "--steps", "1"]
+    assert main([*distill, "--out", str(root / "sdstudent"), "--quiet", "--batch-size", "2"]) == 0
+    (root / "pipeimages").mkdir()
+    (root / "pipeimages" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
 
 
 def edit_json(path: Path, change):

@@ -57,6 +57,16 @@ def sample(api, model, config):
     )
 
 
+def quiet_libraries():
+    """No loading bars or advice from diffusers and transformers: cfgdistill reports what matters itself."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for library in (diffusers_logging, transformers_logging):
+        library.disable_progress_bar()
+        library.set_verbosity_error()
+
+
 def main(argv=None) -> int:
     command, settings = parse(argv)
     # The command's own policy, not the library's: everything is local, nothing is reported to a hub.
@@ -66,6 +76,7 @@ def main(argv=None) -> int:
     warnings.showwarning = lambda message, category, *rest, **kw: print(
         f"cfgdistill: warning: {printable(message)}", file=sys.stderr
     )
+    quiet_libraries()
     from .training.state import Interrupted
 
     try:
