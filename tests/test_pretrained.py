@@ -1,11 +1,11 @@
-"""A user's diffusers pipeline as the teacher: tiny SD and SDXL pipelines, distilled from prompts through the CLI."""
+"""A user's diffusers pipeline as the teacher: tiny SD, SDXL and Flux pipelines, distilled from prompts by the CLI."""
 
 import pytest
 import torch
-from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+from diffusers import FluxPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
 from PIL import Image
 from safetensors.torch import load_file
-from tiny_pipelines import sd_pipeline, sdxl_pipeline
+from tiny_pipelines import flux_pipeline, sd_pipeline, sdxl_pipeline
 
 from cfgdistill.cli import main
 from cfgdistill.networks.stock_unet import StockUNet, guidance_scale_embedding
@@ -13,9 +13,11 @@ from cfgdistill.pretrained.export import load_student_adapter
 from cfgdistill.pretrained.families import FAMILIES
 
 PROMPTS = ["a coat", "a red dress", "an ankle boot"]
-BUILD = {"sd": sd_pipeline, "sd-v": lambda: sd_pipeline("v_prediction"), "sdxl": sdxl_pipeline}
+BUILD = {"sd": sd_pipeline, "sd-v": lambda: sd_pipeline("v_prediction"), "sdxl": sdxl_pipeline, "flux": flux_pipeline}
 STOCK = {"sd": StableDiffusionPipeline, "sd-v": StableDiffusionPipeline, "sdxl": StableDiffusionXLPipeline}
+STOCK["flux"] = FluxPipeline
 QUIET = ["--quiet", "--batch-size", "4", "--trajectory-steps", "4", "--warmup-steps", "0", "--checkpoint-every", "2"]
+QUIET += ["--resolution", "16"]  # the tiny pipelines' images are 16 px (FluxPipeline's default would be 256)
 
 
 @pytest.fixture(scope="module")
@@ -34,15 +36,15 @@ def distill(saved, name: str, out, *extra) -> int:
 
 
 def networks(name: str, lora_rank=None) -> tuple:
-    family = FAMILIES["sdxl" if name == "sdxl" else "sd"]
+    family = FAMILIES[name.removesuffix("-v")]
     pipe = BUILD[name]()
-    rows, null, layout = family.encode(pipe, PROMPTS)
-    return (*family.networks(pipe, null, layout, lora_rank), rows)
+    rows, null, layout = family.encode(pipe, PROMPTS, 16)
+    return (*family.networks(pipe, null, layout, 16, lora_rank), rows)
 
 
 def inputs(rows: torch.Tensor, seed: int = 1) -> tuple:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(len(rows), 4, 8, 8, generator=generator), torch.tensor([999, 500, 20]), rows
+    return torch.randn(len(rows), 4, 8, 8, generator=generator), torch.tensor([999.0, 500.0, 20.0]), rows
 
 
 def test_guidance_embedding_is_the_stock_pipelines():
@@ -51,7 +53,9 @@ def test_guidance_embedding_is_the_stock_pipelines():
         assert torch.equal(guidance_scale_embedding(torch.full((3,), s), 256), stock)
 
 
-@pytest.mark.parametrize("name,lora", [("sd", None), ("sd", 4), ("sdxl", None), ("sdxl", 4)])
+@pytest.mark.parametrize(
+    "name,lora", [("sd", None), ("sd", 4), ("sdxl", None), ("sdxl", 4), ("flux", None), ("flux", 4)]
+)
 def test_new_student_is_the_teachers_conditional_model(name, lora):
     teacher, student, rows = networks(name, lora)
     student.requires_grad_(False)  # CPU kernels for weights that need gradients may round differently
@@ -74,21 +78,37 @@ def test_lora_student_shares_the_teachers_weights():
     assert len(storage(full_teacher) | storage(full_student)) >= 2 * len(base)  # two copies without LoRA
 
 
-@pytest.mark.parametrize("name,lora", [("sd", []), ("sd-v", ["--lora-rank", "4"]), ("sdxl", ["--lora-rank", "4"])])
+@pytest.mark.parametrize(
+    "name,lora",
+    [
+        ("sd", []),
+        ("sd-v", ["--lora-rank", "4"]),
+        ("sdxl", ["--lora-rank", "4"]),
+        ("flux", []),
+        ("flux", ["--lora-rank", "2"]),
+    ],
+)
 def test_stock_pipeline_runs_the_student_once_per_step(saved, tmp_path, name, lora):
+    """Rows the network sees per step at guidance_scale 5: the teacher's 2 (cond and uncond), the student's 1."""
     assert distill(saved, name, tmp_path / "student", *lora) == 0
-    counts = {}
+    calls = {}
     for kind, folder in (("teacher", saved / name), ("student", tmp_path / "student")):
         pipe = STOCK[name].from_pretrained(folder)
         pipe.set_progress_bar_config(disable=True)
-        calls = []
-        pipe.unet.register_forward_pre_hook(lambda m, a, kw: calls.append((len(a[0]), kw)), with_kwargs=True)
-        pipe("a coat", num_inference_steps=3, guidance_scale=5.0, output_type="np")
-        counts[kind], steps = calls, len(pipe.scheduler.timesteps)  # PNDM's first step takes two evaluations
-    assert [rows for rows, _ in counts["teacher"]] == [2] * steps  # cond and uncond, batched
-    assert [rows for rows, _ in counts["student"]] == [1] * steps
-    embedding = counts["student"][0][1]["timestep_cond"]
-    assert torch.equal(embedding, guidance_scale_embedding(torch.tensor([5.0]), 256))
+        network, calls[kind] = getattr(pipe, FAMILIES[name.removesuffix("-v")].network), []
+        network.register_forward_pre_hook(lambda m, a, kw, seen=calls[kind]: seen.append((a, kw)), with_kwargs=True)
+        options = {"true_cfg_scale": 5.0, "negative_prompt": ""} if kind == "teacher" and name == "flux" else {}
+        pipe("a coat", num_inference_steps=3, guidance_scale=5.0, height=16, width=16, output_type="np", **options)
+        steps = len(pipe.scheduler.timesteps)  # PNDM's first step takes two evaluations
+    rows = {kind: sum(len(a[0] if a else kw["hidden_states"]) for a, kw in seen) for kind, seen in calls.items()}
+    assert rows == {"teacher": 2 * steps, "student": steps} and len(calls["student"]) == steps
+    student = [kw for _, kw in calls["student"]]
+    if name == "flux":  # FluxPipeline feeds the student's guidance embedder s itself
+        assert all(kw["guidance"].tolist() == [5.0] for kw in student)
+    else:  # the stock UNet pipelines feed the embedding of w = s - 1
+        assert all(kw["timestep_cond"] is None for _, kw in calls["teacher"])
+        embedding = guidance_scale_embedding(torch.tensor([5.0]), 256)
+        assert all(torch.equal(kw["timestep_cond"], embedding) for kw in student)
 
 
 def test_merged_export_equals_the_adapter_on_the_teacher(saved, tmp_path):
@@ -102,9 +122,10 @@ def test_merged_export_equals_the_adapter_on_the_teacher(saved, tmp_path):
     x_t, t, _ = inputs(torch.zeros(3, 1))
     cond = torch.randn(3, 8 * 32, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
-        a = StockUNet(merged, layout, cond[0], guided=True)(x_t, t, cond, 4.0)
-        b = StockUNet(adapted.eval(), layout, cond[0], guided=True)(x_t, t, cond, 4.0)
-        teacher = StockUNet(UNet2DConditionModel.from_pretrained(saved / "sd" / "unet"), layout, cond[0])(x_t, t, cond)
+        a = StockUNet(merged, layout, cond[0], 8, guided=True)(x_t, t, cond, 4.0)
+        b = StockUNet(adapted.eval(), layout, cond[0], 8, guided=True)(x_t, t, cond, 4.0)
+        teacher_unet = UNet2DConditionModel.from_pretrained(saved / "sd" / "unet")
+        teacher = StockUNet(teacher_unet, layout, cond[0], 8)(x_t, t, cond)
     assert (a - b).abs().max() < 1e-5 * a.abs().max()
     assert (a - teacher).abs().max() > 1e-3  # the adapter did train
 

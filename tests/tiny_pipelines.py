@@ -8,12 +8,22 @@ import torch
 from diffusers import (
     AutoencoderKL,
     EulerDiscreteScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
     PNDMScheduler,
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import BertTokenizerFast, CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import (
+    BertTokenizerFast,
+    CLIPTextConfig,
+    CLIPTextModel,
+    CLIPTextModelWithProjection,
+    T5Config,
+    T5EncoderModel,
+)
 
 TOKENS = 8
 
@@ -40,7 +50,7 @@ def clip(tok, width: int, projection: bool = False):
     return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config).eval()
 
 
-def vae():
+def vae(**extra):
     return AutoencoderKL(
         block_out_channels=(8, 16),
         down_block_types=("DownEncoderBlock2D",) * 2,
@@ -48,6 +58,7 @@ def vae():
         latent_channels=4,
         norm_num_groups=4,
         sample_size=16,
+        **extra,
     )
 
 
@@ -112,4 +123,33 @@ def sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
         tokenizer_2=tok,
         unet=net,
         scheduler=scheduler,
+    )
+
+
+def flux_pipeline(seed: int = 0) -> FluxPipeline:
+    """FLUX's layout without a guidance embedder: CLIP pooled + T5 tokens, 16 px images as 4 packed tokens."""
+    torch.manual_seed(seed)
+    tok = tokenizer()
+    t5 = T5EncoderModel(
+        T5Config(vocab_size=tok.vocab_size, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
+    ).eval()
+    transformer = FluxTransformer2DModel(
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        pooled_projection_dim=32,
+        axes_dims_rope=(2, 2, 4),
+    )
+    scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_image_seq_len=4, max_image_seq_len=64)
+    return FluxPipeline(
+        scheduler=scheduler,
+        vae=vae(shift_factor=0.1, scaling_factor=0.6),
+        text_encoder=clip(tok, 32),
+        tokenizer=tok,
+        text_encoder_2=t5,
+        tokenizer_2=tok,
+        transformer=transformer,
     )

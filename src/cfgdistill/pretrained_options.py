@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from pathlib import Path
 
-from .settings import PATH, POSITIVE, SWITCH, Settings, setting
+from .settings import IMAGE_SIZE, PATH, POSITIVE, SWITCH, Settings, setting
 
 
 @dataclass
@@ -16,5 +16,8 @@ class PipelineOptions(Settings):
     )
     lora_rank: int | None = setting(
         None, "pipeline teachers: train LoRA adapters of this rank on one shared copy of the network", POSITIVE
+    )
+    resolution: int | None = setting(
+        None, "pipeline teachers: image side in pixels to distill at (default: the pipeline's own)", IMAGE_SIZE
     )
     gradient_checkpointing: bool = setting(False, "pipeline teachers: recompute activations to save memory", SWITCH)

@@ -40,19 +40,19 @@ class StockUNet(nn.Module):
     otherwise the UNet runs as the teacher, its LoRA adapters (if any) switched off.
     """
 
-    def __init__(self, unet: UNet2DConditionModel, layout: dict, null: torch.Tensor, guided: bool = False):
+    def __init__(self, unet: UNet2DConditionModel, layout: dict, null: torch.Tensor, side: int, guided: bool = False):
         super().__init__()
         self.unet, self.layout, self.guided = unet, dict(layout), guided
+        self.sample_shape = (unet.config.in_channels, side, side)  # latents at the distilled resolution
         self.register_buffer("null", null.reshape(-1).clone(), persistent=False)
+
+    @property
+    def network(self):
+        return self.unet
 
     @property
     def takes_guidance(self) -> bool:
         return self.guided
-
-    @property
-    def sample_shape(self) -> tuple:
-        config = self.unet.config
-        return (config.in_channels, config.sample_size, config.sample_size)
 
     def null_condition(self, cond: torch.Tensor) -> torch.Tensor:
         return self.null.expand(cond.shape[0], -1)

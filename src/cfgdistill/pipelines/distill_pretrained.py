@@ -54,21 +54,22 @@ def distill_pipeline(
     check_options(config, options)
     with RunFolder(run) as run_folder:
         pipe = family.load(folder)
-        conditioning = PromptConditioning.encode(family, pipe, prompts, teacher_id(folder))
-        data = load_latents(pipe, options.images, len(prompts)) if options.images else prompt_set(prompts)
+        size = options.resolution or family.resolution(pipe)
+        conditioning = PromptConditioning.encode(family, pipe, prompts, size, f"{teacher_id(folder)} {size}")
+        data = load_latents(pipe, options.images, size, len(prompts)) if options.images else prompt_set(prompts)
         for component in [c for c in pipe.components if c.startswith(("text_encoder", "tokenizer"))]:
             setattr(pipe, component, None)  # the prompts are encoded: free the encoders
-        process = family.process(pipe)
-        teacher, student = family.networks(pipe, conditioning.null, conditioning.layout, options.lora_rank)
+        process = family.process(pipe, size)
+        teacher, student = family.networks(pipe, conditioning.null, conditioning.layout, size, options.lora_rank)
         if options.gradient_checkpointing:
-            student.unet.enable_gradient_checkpointing()
+            student.network.enable_gradient_checkpointing()
         torch.manual_seed(config.seed)
         objective = GuidanceDistillation(teacher, process, conditioning, config, get_rule(config.guider), data)
         identity = {"teacher": teacher_id(folder), "pipeline": asdict(options) | {"prompts": len(prompts)}}
         fit(student, objective, data, config, run, json.loads(json.dumps(identity, default=str)))
         record = {"teacher": str(ref), "family": name, "prompts": prompts, "distill": asdict(config)}
         record["pipeline"] = json.loads(json.dumps(asdict(options), default=str))
-        result = PipelineStudent(folder, network_dir, student.unet.cpu(), bool(options.lora_rank), record)
+        result = PipelineStudent(folder, network_dir, student.network.cpu(), bool(options.lora_rank), record)
         run_folder.save(result)
     return result
 

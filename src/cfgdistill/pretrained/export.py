@@ -10,7 +10,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from ..io import atomic
@@ -62,19 +61,29 @@ class PipelineStudent:
         assert (out / INDEX).is_file()
 
     def save_adapter(self, folder: Path):
+        """The LoRA weights in diffusers' format, and the trained weights outside LoRA: the guidance input."""
+        guidance = {k: p.detach().cpu().contiguous() for k, p in self.network.named_parameters() if is_guidance(k, p)}
         with atomic(folder) as tmp:
             self.network.save_lora_adapter(tmp, weight_name="pytorch_lora_weights.safetensors")
-            cond_proj = self.network.time_embedding.cond_proj.weight
-            save_file({"time_embedding.cond_proj.weight": cond_proj.detach().cpu().contiguous()}, tmp / GUIDANCE_INPUT)
+            save_file(guidance, tmp / GUIDANCE_INPUT)
 
 
-def load_student_adapter(unet, folder):
-    """The teacher's `unet` (in place) made the student from `<out>/unet_lora`: guidance input, then LoRA."""
+def is_guidance(name: str, parameter) -> bool:
+    return parameter.requires_grad and "lora_" not in name
+
+
+def load_student_adapter(network, folder):
+    """The teacher's network (in place) made the student from `<out>/<network>_lora`: guidance input, then LoRA."""
+    from ..networks.stock_flux import add_guidance_embedder
     from ..networks.stock_unet import add_guidance_input
 
-    weight = load_file(Path(folder) / GUIDANCE_INPUT)["time_embedding.cond_proj.weight"]
-    add_guidance_input(unet, weight.shape[1])
-    with torch.no_grad():
-        unet.time_embedding.cond_proj.weight.copy_(weight)
-    unet.load_lora_adapter(str(folder), weight_name="pytorch_lora_weights.safetensors", prefix=None)
-    return unet
+    weights = load_file(Path(folder) / GUIDANCE_INPUT)
+    if "time_embedding.cond_proj.weight" in weights:
+        add_guidance_input(network, weights["time_embedding.cond_proj.weight"].shape[1])
+    else:
+        add_guidance_embedder(network)
+    missing, unexpected = network.load_state_dict(weights, strict=False)
+    if unexpected or len(missing) != len(network.state_dict()) - len(weights):
+        raise ValueError(f"{folder} does not fit this network: {unexpected[:3]}")
+    network.load_lora_adapter(str(folder), weight_name="pytorch_lora_weights.safetensors", prefix=None)
+    return network

@@ -6,16 +6,26 @@ and no guidance input, so a big teacher and its student hold one copy of the wei
 """
 
 import copy
+import math
 
 import torch
-from diffusers import DDPMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+from diffusers import (
+    DDPMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+)
 
 from ..errors import UserError
+from ..networks.stock_flux import StockFlux, add_guidance_embedder
 from ..networks.stock_unet import StockUNet, add_guidance_input
+from ..processes.flow import RectifiedFlow
 from ..processes.vp import VP
 
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the attention projections, as diffusers' LoRA scripts
 ENCODE_BATCH = 64
+T5_TOKENS = 512  # FluxPipeline's default max_sequence_length: the student learns the prompts as sampling gives them
 
 
 def with_lora(network, rank: int):
@@ -27,27 +37,51 @@ def with_lora(network, rank: int):
     return network
 
 
-class UNetFamily:
+class Family:
+    """Shared by every family: prompts encoded in batches, and the (teacher, student) pair."""
+
+    pipeline_class = network = None
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def load(self, folder, dtype=torch.float32):
+        return self.pipeline_class.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
+
+    def resolution(self, pipe) -> int:
+        """The stock pipeline's default image side in pixels."""
+        return pipe.unet.config.sample_size * pipe.vae_scale_factor
+
+    @torch.no_grad()
+    def encode(self, pipe, prompts: list, size: int) -> tuple:
+        """(rows P×F, the null row F, layout) in the pipeline's own encoding (see the network wrappers)."""
+        batches = range(0, len(prompts), ENCODE_BATCH)
+        chunks = [self.encode_batch(pipe, prompts[i : i + ENCODE_BATCH], size) for i in batches]
+        _, null, layout = chunks[0]
+        return torch.cat([rows for rows, _, _ in chunks]).float(), null.float(), layout
+
+    def networks(self, pipe, null, layout, size: int, lora_rank=None) -> tuple:
+        """(teacher, student): one shared module with LoRA, else a frozen original and a trained copy."""
+        base = getattr(pipe, self.network)
+        if lora_rank:
+            student = self.add_guidance(with_lora(base, lora_rank))
+            teacher = self.wrap(base, null, layout, size, pipe)
+        else:
+            teacher = self.wrap(base.requires_grad_(False), null, layout, size, pipe)
+            student = self.add_guidance(copy.deepcopy(base).requires_grad_(True))
+        return teacher.eval(), self.wrap(student, null, layout, size, pipe, guided=True)
+
+
+class UNetFamily(Family):
     """Stable Diffusion 1.x/2.x (eps or v) and SDXL (with its pooled embedding and size ids)."""
 
     network = "unet"
 
     def __init__(self, name: str):
-        self.name = name
+        super().__init__(name)
         self.pipeline_class = StableDiffusionXLPipeline if name == "sdxl" else StableDiffusionPipeline
 
-    def load(self, folder, dtype=torch.float32):
-        return self.pipeline_class.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
-
-    @torch.no_grad()
-    def encode(self, pipe, prompts: list) -> tuple:
-        """(rows P×F, the null row F, layout) in the pipeline's own encoding; see `StockUNet` for the layout."""
-        chunks = [self.encode_batch(pipe, prompts[i : i + ENCODE_BATCH]) for i in range(0, len(prompts), ENCODE_BATCH)]
-        rows = torch.cat([rows for rows, _, _ in chunks])
-        _, null, layout = chunks[0]
-        return rows.float(), null.float(), layout
-
-    def encode_batch(self, pipe, prompts: list) -> tuple:
+    def encode_batch(self, pipe, prompts: list, size: int) -> tuple:
         device = pipe.text_encoder.device if pipe.text_encoder is not None else torch.device("cpu")
         encoded = pipe.encode_prompt(prompts, device=device, num_images_per_prompt=1, do_classifier_free_guidance=True)
         states, null_states = encoded[0], encoded[1]
@@ -55,31 +89,63 @@ class UNetFamily:
         if self.name != "sdxl":
             return states.flatten(1), null_states[0].flatten(), layout
         pooled, null_pooled = encoded[2], encoded[3]
-        size = pipe.unet.config.sample_size * pipe.vae_scale_factor  # the stock default height and width
         projection = pipe.text_encoder_2.config.projection_dim if pipe.text_encoder_2 is not None else pooled.shape[-1]
         ids = pipe._get_add_time_ids((size, size), (0, 0), (size, size), states.dtype, projection)[0]
         layout["pooled"] = pooled.shape[-1]
         rows = torch.cat([states.flatten(1), pooled, ids.expand(len(prompts), -1)], 1)
         return rows, torch.cat([null_states[0].flatten(), null_pooled[0], ids]), layout
 
-    def process(self, pipe) -> VP:
+    def process(self, pipe, size: int) -> VP:
         """The teacher's DDPM schedule; x_0 is never clipped (latents are not in [−1, 1])."""
         config = pipe.scheduler.config
         if config.get("prediction_type", "epsilon") not in ("epsilon", "v_prediction"):
             raise UserError(f"the teacher predicts {config['prediction_type']}; cfgdistill distills eps or v")
         return VP(DDPMScheduler.from_config(config, clip_sample=False, thresholding=False))
 
-    def networks(self, pipe, null, layout, lora_rank=None) -> tuple:
-        """(teacher, student) on the pipeline's UNet: one shared module with LoRA, else a frozen copy and a full one."""
-        unet = pipe.unet
-        if lora_rank:
-            add_guidance_input(with_lora(unet, lora_rank))
-            unet.time_embedding.cond_proj.requires_grad_(True)
-            teacher = StockUNet(unet, layout, null)
-        else:
-            teacher = StockUNet(unet.requires_grad_(False), layout, null)
-            unet = add_guidance_input(copy.deepcopy(unet).requires_grad_(True))
-        return teacher.eval(), StockUNet(unet, layout, null, guided=True)
+    def add_guidance(self, unet):
+        add_guidance_input(unet)
+        unet.time_embedding.cond_proj.requires_grad_(True)
+        return unet
+
+    def wrap(self, unet, null, layout, size, pipe, guided=False):
+        return StockUNet(unet, layout, null, size // pipe.vae_scale_factor, guided)
 
 
-FAMILIES = {"sd": UNetFamily("sd"), "sdxl": UNetFamily("sdxl")}
+class FluxFamily(Family):
+    """FluxPipeline with a transformer that has no guidance embedder: T5 token states and CLIP's pooled vector."""
+
+    network, pipeline_class = "transformer", FluxPipeline
+
+    def resolution(self, pipe) -> int:
+        return pipe.default_sample_size * pipe.vae_scale_factor
+
+    def encode_batch(self, pipe, prompts: list, size: int) -> tuple:
+        device = pipe.text_encoder_2.device if pipe.text_encoder_2 is not None else torch.device("cpu")
+        states, pooled, _ = pipe.encode_prompt(prompts, device=device, max_sequence_length=T5_TOKENS)
+        null_states, null_pooled, _ = pipe.encode_prompt([""], device=device, max_sequence_length=T5_TOKENS)
+        layout = {"tokens": states.shape[1], "dim": states.shape[2]}
+        return torch.cat([states.flatten(1), pooled], 1), torch.cat([null_states[0].flatten(), null_pooled[0]]), layout
+
+    def process(self, pipe, size: int) -> RectifiedFlow:
+        """The teacher's flow schedule; with dynamic shifting, the shift FluxPipeline uses at this resolution."""
+        config = pipe.scheduler.config
+        if not config.get("use_dynamic_shifting"):
+            return RectifiedFlow(FlowMatchEulerDiscreteScheduler.from_config(config))
+        tokens = (self.side(pipe, size) // 2) ** 2
+        slope = (config.max_shift - config.base_shift) / (config.max_image_seq_len - config.base_image_seq_len)
+        mu = config.base_shift + slope * (tokens - config.base_image_seq_len)  # FluxPipeline's calculate_shift
+        scheduler = FlowMatchEulerDiscreteScheduler.from_config(config, use_dynamic_shifting=False, shift=math.exp(mu))
+        return RectifiedFlow(scheduler)
+
+    def side(self, pipe, size: int) -> int:
+        return 2 * (size // (pipe.vae_scale_factor * 2))  # FluxPipeline.prepare_latents
+
+    def add_guidance(self, transformer):
+        return add_guidance_embedder(transformer)
+
+    def wrap(self, transformer, null, layout, size, pipe, guided=False):
+        side = self.side(pipe, size)
+        return StockFlux(transformer, layout, null, (transformer.config.in_channels // 4, side, side), guided)
+
+
+FAMILIES = {"sd": UNetFamily("sd"), "sdxl": UNetFamily("sdxl"), "flux": FluxFamily("flux")}

@@ -35,10 +35,9 @@ def pixels(files: list, size: int, channels: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def load_latents(pipe, root, num_prompts: int, seed: int = 0) -> ImageDataset:
+def load_latents(pipe, root, size: int, num_prompts: int, seed: int = 0) -> ImageDataset:
     """The images as latents, (vae(x) − shift) · scale; each is later paired with a random prompt."""
     vae = pipe.vae
-    size = pipe.unet.config.sample_size * pipe.vae_scale_factor  # the stock pipelines' default resolution
     x = pixels(image_files(root), size, vae.config.in_channels)
     generator = torch.Generator().manual_seed(seed)
     latents = []

@@ -44,8 +44,8 @@ class PromptConditioning:
         self.prompts, self.rows, self.null, self.layout = list(prompts), rows, null, dict(layout)
 
     @classmethod
-    def encode(cls, family, pipe, prompts: list, teacher_id: str) -> "PromptConditioning":
-        """Encode with `family.encode(pipe, prompts)`, or reuse the cached table of the same prompts and teacher."""
+    def encode(cls, family, pipe, prompts: list, size: int, teacher_id: str) -> "PromptConditioning":
+        """Encode with `family.encode(pipe, prompts, size)`, or reuse the cached table of the same prompts."""
         key = hashlib.sha256("\n".join([teacher_id, *prompts]).encode()).hexdigest()[:32]
         cache = cache_file(key)
         if cache.is_file():
@@ -56,7 +56,7 @@ class PromptConditioning:
                     return cls(prompts, tensors["rows"], tensors["null"], layout)
             except (OSError, KeyError, UnicodeDecodeError, RuntimeError):
                 pass  # a damaged or foreign cache is rebuilt
-        rows, null, layout = family.encode(pipe, prompts)
+        rows, null, layout = family.encode(pipe, prompts, size)
         tensors = {"rows": rows, "null": null, "key": torch.frombuffer(bytearray(key.encode()), dtype=torch.uint8)}
         tensors |= {f"layout.{k}": torch.tensor(v) for k, v in layout.items()}
         try:

@@ -10,6 +10,7 @@ INDEX = "model_index.json"
 SUPPORTED = {
     "StableDiffusionPipeline": ("sd", "unet", "time_cond_proj_dim"),
     "StableDiffusionXLPipeline": ("sdxl", "unet", "time_cond_proj_dim"),
+    "FluxPipeline": ("flux", "transformer", "guidance_embeds"),
 }
 
 
