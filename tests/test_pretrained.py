@@ -142,3 +142,19 @@ def test_images_join_the_teachers_paths_and_resume_is_exact(saved, tmp_path):
     assert distill(saved, "sd", resumed, *extra, "--steps", "4", "--resume", str(step_2)) == 0
     a, b = (load_file(f / "unet" / "diffusion_pytorch_model.safetensors") for f in (straight, resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("name,side,seeds", [("sd", 32, (0, 0, 1)), ("flux", 256, (0,))])
+def test_sample_draws_a_pipeline_folder_with_its_stock_class(saved, tmp_path, name, side, seeds, capsys):
+    """The teacher guided by CFG (Flux: true CFG against ""), seeded per image: the same seed, the same image.
+    Grid cells are the pipeline's own size (FluxPipeline's default is 256 px)."""
+    grids = []
+    for seed in seeds:
+        out = tmp_path / f"grid{len(grids)}.png"
+        args = ["sample", "--model", str(saved / name), "--prompt", "a coat", "--prompt", "a dress", "--n", "4"]
+        assert main([*args, "-s", "4", "--steps", "2", "--seed", str(seed), "--out", str(out), "--quiet"]) == 0
+        grids.append(Image.open(out).convert("RGB"))
+    assert grids[0].size == (2 * (side + 2) + 2,) * 2
+    if len(grids) == 3:
+        assert list(grids[0].getdata()) == list(grids[1].getdata()) != list(grids[2].getdata())
+    assert "from the teacher at s = 4, 2 steps, 2 passes per step" in capsys.readouterr().out

@@ -22,6 +22,8 @@ from .io import WRITE_ERRORS, check_file_output, check_output_dir, why, write_al
 from .pipelines.distill import distill
 from .pipelines.sample import check_labels, generate
 from .pipelines.train import train_teacher
+from .pretrained import is_pipeline
+from .pretrained.sampling import sample_pipeline
 
 __all__ = ["check_outputs", "distill", "evaluate", "load", "sample", "train_teacher"]
 
@@ -78,18 +80,23 @@ def check_outputs(config: SampleConfig):
 
 
 def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -> torch.Tensor:
-    """N×C×H×W samples in [-1, 1]; with `config.out` (and `out_array`) also the PNG grid (and a .npy array)."""
+    """N×C×H×W samples in [-1, 1]; with `config.out` (and `out_array`) also the PNG grid (and a .npy array).
+
+    `model` is a cfgdistill checkpoint or a diffusers pipeline folder (drawn by its stock class).
+    """
     config = (config or SampleConfig()).validate()
     check_outputs(config)
+    if not isinstance(model, Checkpoint) and is_pipeline(model):
+        images, columns, _ = sample_pipeline(model, config)
+        return write_samples(images, columns, config, cell=max(32, images.shape[-1]))
     checkpoint = _checkpoint(model)
-    rule = checkpoint.meta.guidance.rule
     cond, negative, columns = conditions(checkpoint, config)
     images = generate(
         checkpoint.model,
         checkpoint.process,
         cond,
         s=config.s,
-        rule=rule,
+        rule=checkpoint.meta.guidance.rule,
         steps=config.steps,
         sampler=config.sampler,
         seed=config.seed,
@@ -97,7 +104,12 @@ def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -
         batch_size=config.batch_size,
         progress=not config.quiet,
     )
-    grid = tile(images, ncol=min(len(images), columns)) if config.out is not None else None
+    return write_samples(images, columns, config)
+
+
+def write_samples(images: torch.Tensor, columns: int, config: SampleConfig, cell: int = 32) -> torch.Tensor:
+    """The grid (and array) that `config` asks for, both or neither; returns the images."""
+    grid = tile(images, ncol=min(len(images), columns), cell=cell) if config.out is not None else None
     # write_all already writes under temporary names: the writers write straight to them
     writers = {
         config.out: lambda tmp: grid.save(tmp, format="PNG"),

@@ -45,14 +45,21 @@ def run(command: str, settings: dict):
 
 
 def sample(api, model, config):
+    from .pretrained import is_pipeline
+    from .pretrained.resolve import family_of
+
     api.check_outputs(config.validate())
-    checkpoint = api.load(model)
-    images = api.sample(checkpoint, config)
-    passes = "1 pass" if checkpoint.kind == "student" or config.s in (0, 1) else "2 passes (batched)"
+    if is_pipeline(model):  # drawn by its stock class
+        source, student = model, family_of(model, students=True)[2]
+    else:
+        source = api.load(model)
+        student = source.kind == "student"
+    images = api.sample(source, config)
+    passes = "1 pass" if student or config.s in (0, 1) else "2 passes"
     print(
         printable(
-            f"{len(images)} samples from the {checkpoint.kind} at s = {config.s:g}, {config.steps} steps, "
-            f"{passes} per step -> {config.out}"
+            f"{len(images)} samples from the {'student' if student else 'teacher'} at s = {config.s:g}, "
+            f"{config.steps} steps, {passes} per step -> {config.out}"
         )
     )
 

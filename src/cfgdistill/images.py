@@ -21,11 +21,11 @@ def to_pixels(images: torch.Tensor, cell: int) -> list:
 
 def tile(images: torch.Tensor, ncol: int, cell: int = 32, pad: int = 2) -> Image.Image:
     """A grid of images, ncol per row."""
-    tiles = to_pixels(images, cell)
+    tiles, mode = to_pixels(images, cell), "RGB" if images.shape[1] == 3 else "L"
     nrow = math.ceil(len(tiles) / ncol)
-    canvas = Image.new("L", (ncol * (cell + pad) + pad, nrow * (cell + pad) + pad), 255)
+    canvas = Image.new(mode, (ncol * (cell + pad) + pad, nrow * (cell + pad) + pad), "white")
     for i, im in enumerate(tiles):
-        canvas.paste(im.convert("L"), (pad + (i % ncol) * (cell + pad), pad + (i // ncol) * (cell + pad)))
+        canvas.paste(im.convert(mode), (pad + (i % ncol) * (cell + pad), pad + (i // ncol) * (cell + pad)))
     return canvas
 
 

@@ -49,7 +49,7 @@ def distill_pipeline(
     config.validate(), options.validate()
     run = run or RunOptions()
     folder = resolve_pipeline(ref)
-    name, network_dir = family_of(folder)
+    name, network_dir, _ = family_of(folder)
     family, prompts = FAMILIES[name], read_prompts(options.prompts)
     check_options(config, options)
     with RunFolder(run) as run_folder:

@@ -47,8 +47,9 @@ def read_index(folder: Path) -> dict:
     return index
 
 
-def family_of(folder: Path) -> tuple:
-    """(family, network folder) of a pipeline cfgdistill can distill; anything else is a one-line refusal."""
+def family_of(folder: Path, students: bool = False) -> tuple:
+    """(family, network folder, whether it is guidance-distilled) of a supported pipeline; a distilled one is
+    refused unless `students`; anything else is a one-line refusal."""
     index = read_index(folder)
     name = index.get("_class_name")
     if name not in SUPPORTED:
@@ -58,8 +59,8 @@ def family_of(folder: Path) -> tuple:
         config = json.loads((folder / network / "config.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise UserError(f"{folder / network / 'config.json'} cannot be read: {str(error).splitlines()[0]}") from None
-    if config.get(marker):
+    if config.get(marker) and not students:
         raise UserError(
             f"{folder} is already guidance-distilled (its {network} sets {marker}); distill its undistilled teacher"
         )
-    return family, network
+    return family, network, bool(config.get(marker))
