@@ -14,7 +14,7 @@ RUNS ?= runs/fashion$(SUFFIX)
 RESULTS ?= docs/results/fashion$(SUFFIX)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install data demo test bench fashion
+.PHONY: install data demo test bench fashion fashion-pipeline
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[test,text]"
@@ -46,3 +46,13 @@ fashion: install data
 	$(PYTHON) -m cfgdistill distill --preset $(PRESET_$(ARCH)) --teacher $(RUNS)/teacher --out $(RUNS)/student --overwrite
 	$(PYTHON) -m cfgdistill evaluate --teacher $(RUNS)/teacher --student $(RUNS)/student --out $(RESULTS) \
 	    --guidance 1,2,3,5 --steps 20 --n 500 --overwrite
+
+# A latent text-to-image pipeline trained here in StableDiffusionPipeline's layout (VAE, UNet on MiniLM token
+# states), distilled from its prompts alone like any downloaded pipeline, then judged in the stock pipeline.
+PIPE_RUNS ?= runs/fashion-pipeline
+fashion-pipeline: install data
+	$(PYTHON) benchmarks/fashion_pipeline.py build --out $(PIPE_RUNS) --quiet
+	$(PYTHON) -m cfgdistill distill --teacher $(PIPE_RUNS)/teacher --prompts $(PIPE_RUNS)/prompts.txt \
+	    --out $(PIPE_RUNS)/student --overwrite --quiet $(PIPE_DISTILL)
+	$(PYTHON) benchmarks/fashion_pipeline.py evaluate --teacher $(PIPE_RUNS)/teacher --student $(PIPE_RUNS)/student \
+	    --out docs/results/fashion-pipeline

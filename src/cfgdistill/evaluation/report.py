@@ -84,12 +84,17 @@ def scale_row(judge: Judge, teacher, student, cond, labels, s, config: EvaluateC
 
 def make_judge(teacher, config: EvaluateConfig) -> tuple:
     """(judge, n, the real held-out split, a disjoint real set of n for the FD noise floor, classifier accuracy)."""
-    data_name, image_shape = teacher.meta.data.name, tuple(teacher.meta.data.image_shape)
+    data = teacher.meta.data
+    return judge_for(data.name, tuple(data.image_shape), teacher.num_classes, config)
+
+
+def judge_for(data_name: str, image_shape: tuple, num_classes: int, config: EvaluateConfig) -> tuple:
+    """`make_judge` for any model of a dataset, a cfgdistill checkpoint or a pipeline."""
     real = load_dataset(data_name, "test", image_shape)
     n = min(config.n, len(real))
-    if n < 2 * teacher.num_classes:  # the within-class distance and kNN precision need two images per class
+    if n < 2 * num_classes:  # the within-class distance and kNN precision need two images per class
         raise UserError(
-            f"--n {n} is too few: {teacher.num_classes} classes need at least {2 * teacher.num_classes} "
+            f"--n {n} is too few: {num_classes} classes need at least {2 * num_classes} "
             "samples per scale (two per class)"
         )
     classifier, classifier_accuracy = load_classifier(data_name, not config.quiet, image_shape)

