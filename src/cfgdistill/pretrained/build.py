@@ -27,12 +27,15 @@ TOKENS = 16  # MiniLM token states per prompt (the tokenizer's model_max_length)
 
 @dataclass
 class LatentRecipe:
-    vae_steps: int = 1500
+    """Sizes measured to train within the hour's budget on 2 CPU cores (docs/pipelines.md)."""
+
+    vae_steps: int = 2000
+    vae_batch_size: int = 32
     unet_steps: int = 4000
-    batch_size: int = 64
+    batch_size: int = 48
     vae_lr: float = 1e-3
     unet_lr: float = 1e-3
-    widths: tuple = (64, 128)
+    widths: tuple = (48, 96)
 
 
 def text_parts() -> tuple:
@@ -48,11 +51,11 @@ def make_vae(channels: int) -> AutoencoderKL:
     return AutoencoderKL(
         in_channels=channels,
         out_channels=channels,
-        block_out_channels=(32, 64, 64),
+        block_out_channels=(16, 32, 32),
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
         latent_channels=4,
-        norm_num_groups=16,
+        norm_num_groups=8,
         sample_size=32,
     )
 
@@ -95,8 +98,8 @@ def build(data: ImageDataset, prompts: dict, out, recipe: LatentRecipe, run: Run
     out = Path(out)
     x = F.pad(data.images, (PAD,) * 4, value=-1.0)
     vae = make_vae(x.shape[1])
-    stage = lambda name, steps, lr: (
-        LoopConfig(steps=steps, batch_size=recipe.batch_size, lr=lr, warmup_steps=100),
+    stage = lambda name, steps, lr, batch=recipe.batch_size: (
+        LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup_steps=100),
         RunOptions(**{**vars(run), "out": out / name}),
     )
     fit(
