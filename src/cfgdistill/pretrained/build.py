@@ -106,7 +106,7 @@ def build(data: ImageDataset, prompts: dict, out, recipe: LatentRecipe, run: Run
         vae,
         Autoencoding((4, 8, 8)),
         ImageDataset(data.name, x, data.labels, data.class_names),
-        *stage("vae", recipe.vae_steps, recipe.vae_lr),
+        *stage("vae", recipe.vae_steps, recipe.vae_lr, recipe.vae_batch_size),
     )
     vae = vae.eval().requires_grad_(False)
     latents = encode_all(vae, x)
