@@ -158,3 +158,36 @@ def test_sample_draws_a_pipeline_folder_with_its_stock_class(saved, tmp_path, na
     if len(grids) == 3:
         assert list(grids[0].getdata()) == list(grids[1].getdata()) != list(grids[2].getdata())
     assert "from the teacher at s = 4, 2 steps, 2 passes per step" in capsys.readouterr().out
+
+
+def test_prompt_table_draws_only_the_labels_own_prompts():
+    from cfgdistill.pretrained.prompts import PromptConditioning
+
+    classes = torch.tensor([0, 0, 0, 1, 2, 2])
+    rows = torch.arange(6.0)[:, None] + 10
+    table = PromptConditioning([f"p{i}" for i in range(6)], rows, torch.zeros(1), {}, classes)
+    labels = torch.tensor([0, 1, 2] * 400)
+    drawn = table.draw(labels, torch.Generator().manual_seed(0), p_uncond=0.0)[:, 0].long() - 10
+    assert torch.equal(classes[drawn], labels)
+    assert set(drawn[labels == 0].tolist()) == {0, 1, 2} and set(drawn[labels == 2].tolist()) == {4, 5}
+    dropped = table.draw(labels, torch.Generator().manual_seed(0), p_uncond=1.0)
+    assert dropped.abs().max() == 0
+
+
+def test_autoencoding_kl_is_the_gaussian_kl_to_the_standard_normal():
+    """The objective's KL term against torch.distributions, on a VAE whose decoder is switched off."""
+    from diffusers import AutoencoderKL
+
+    from cfgdistill.objectives import Autoencoding
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(block_out_channels=(8,), norm_num_groups=4, latent_channels=2, in_channels=1, out_channels=1)
+    x = torch.rand(3, 1, 8, 8) * 2 - 1
+    objective = Autoencoding((2, 8, 8), kl_weight=1.0)
+    rows = objective.draw(x, None, torch.Generator().manual_seed(1))
+    posterior = vae.encode(x).latent_dist
+    normal = torch.distributions.Normal
+    kl = torch.distributions.kl_divergence(normal(posterior.mean, posterior.std), normal(0.0, 1.0)).mean()
+    recon = vae.decode(posterior.mean + posterior.std * rows["eps"]).sample
+    expected = torch.nn.functional.mse_loss(recon, x) + kl
+    assert torch.allclose(objective.loss(vae, rows), expected, rtol=1e-5)
