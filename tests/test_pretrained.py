@@ -130,16 +130,21 @@ def test_merged_export_equals_the_adapter_on_the_teacher(saved, tmp_path):
     assert (a - teacher).abs().max() > 1e-3  # the adapter did train
 
 
-def test_images_join_the_teachers_paths_and_resume_is_exact(saved, tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(5):
-        Image.new("RGB", (20, 12), (40 * i, 90, 200 - 30 * i)).save(images / f"{i}.png")
-    extra = ["--images", str(images), "--trajectory-fraction", "0.5", "--loss-space", "guidance"]
+@pytest.mark.parametrize("images", [True, False])
+def test_half_the_rows_off_the_paths_and_resume_is_exact(saved, tmp_path, images):
+    """Half of each batch noised: the user's images, or the teacher's own finished samples (a pool that the
+    checkpoint carries); a run resumed from step 2 ends bitwise where the straight run does."""
+    extra = ["--trajectory-fraction", "0.5", "--steps", "4", "--trajectory-steps", "2"]
+    if images:
+        (tmp_path / "images").mkdir()
+        for i in range(5):
+            Image.new("RGB", (20, 12), (40 * i, 90, 200 - 30 * i)).save(tmp_path / "images" / f"{i}.png")
+        extra += ["--images", str(tmp_path / "images"), "--loss-space", "guidance"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert distill(saved, "sd", straight, *extra, "--steps", "4") == 0
+    assert distill(saved, "sd", straight, *extra) == 0
     step_2 = straight / "checkpoints" / "step-0000002"
-    assert distill(saved, "sd", resumed, *extra, "--steps", "4", "--resume", str(step_2)) == 0
+    assert ("objective.pool.x_0" in load_file(step_2 / "state.safetensors")) != images
+    assert distill(saved, "sd", resumed, *extra, "--resume", str(step_2)) == 0
     a, b = (load_file(f / "unet" / "diffusion_pytorch_model.safetensors") for f in (straight, resumed))
     assert all(torch.equal(a[k], b[k]) for k in a)
 

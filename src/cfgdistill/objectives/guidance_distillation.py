@@ -41,11 +41,10 @@ class GuidanceDistillation(Objective):
     def draw(self, x_0, labels, generator) -> dict:
         """One row per image or path state; its `s` column holds the `s_draws` scales the student learns it at.
 
-        Without images (`x_0` None: a pipeline distilled from prompts) every row is a state on the teacher's paths.
+        Without images (`x_0` None: a pipeline distilled from prompts) the rows come from the teacher alone.
         """
         if x_0 is None:
-            paths = self.trajectories.draw(labels.shape[0], self.teacher.sample_shape, generator)
-            return {**paths, "s": self.spread(paths["s"])}
+            return self.teacher_rows(labels.shape[0], generator)
         x_t, t, _ = self.process.noisy_batch(x_0, generator)
         cond = self.conditioning.draw(labels, generator, self.config.p_uncond)
         s_min, s_max = self.config.guidance_min, self.config.guidance_max
@@ -58,6 +57,23 @@ class GuidanceDistillation(Objective):
             rows = {key: torch.cat([value[:keep], paths[key].to(value.dtype)]) for key, value in rows.items()}
         rows["s"] = self.spread(rows["s"])
         return rows
+
+    def teacher_rows(self, n: int, generator) -> dict:
+        """`trajectory_fraction` of the rows are states on the teacher's guided paths; the rest are its finished
+        samples (the paths' own, a pool of the newest) noised to a random t, each at a new s."""
+        shape, on_paths = self.teacher.sample_shape, max(1, round(self.config.trajectory_fraction * n))
+        rows = self.trajectories.draw(on_paths, shape, generator)
+        if on_paths < n:
+            pool = self.trajectories.samples(n - on_paths, shape, generator)
+            pick = torch.randint(0, len(pool["x_0"]), (n - on_paths,), generator=generator)
+            x_t, t, _ = self.process.noisy_batch(pool["x_0"][pick], generator)
+            s_min, s_max = self.config.guidance_min, self.config.guidance_max
+            s = s_min + (s_max - s_min) * torch.rand(len(pick), generator=generator)
+            unknown = torch.full_like(x_t, float("nan"))
+            noised = {"x_t": x_t, "t": t, "cond": pool["cond"][pick], "s": s, "pred_cond": unknown}
+            noised["pred_uncond"] = unknown
+            rows = {key: torch.cat([noised[key], value.to(noised[key].dtype)]) for key, value in rows.items()}
+        return {**rows, "s": self.spread(rows["s"])}
 
     def spread(self, s: torch.Tensor) -> torch.Tensor:
         """Each row's s, then s_draws − 1 more evenly spaced around [s_min, s_max] from it (a shifted lattice).
@@ -132,10 +148,13 @@ class GuidanceDistillation(Objective):
         return self.process.eps_weight(t)
 
     def state_dict(self) -> dict:
-        return dict(self.trajectories.state or {})
+        pool = {f"pool.{key}": value for key, value in (self.trajectories.pool or {}).items()}
+        return dict(self.trajectories.state or {}) | pool
 
     def load_state_dict(self, state: dict):
-        self.trajectories.state = dict(state) if state else None
+        paths = {key: value for key, value in state.items() if not key.startswith("pool.")}
+        pool = {key[len("pool.") :]: value for key, value in state.items() if key.startswith("pool.")}
+        self.trajectories.state, self.trajectories.pool = paths or None, pool or None
 
 
 @torch.no_grad()

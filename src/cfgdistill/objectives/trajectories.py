@@ -4,6 +4,8 @@ import torch
 
 from ..guidance import predict_pair
 
+POOL = 1024  # the newest finished teacher samples kept, for rows of noised teacher samples
+
 
 class TeacherTrajectories:
     """Rows on the teacher's guided deterministic paths, each advanced one sampler step per training step.
@@ -18,6 +20,7 @@ class TeacherTrajectories:
         self.path = process.deterministic_path(config.trajectory_steps)
         self.timesteps = self.path.timesteps
         self.state = None  # {"x_t", "k" (index into timesteps), "cond", "s"}
+        self.pool = None  # {"x_0", "cond"}: samples of paths that reached t = 0, newest last, once asked for
 
     def fresh(self, n: int, image_shape: tuple, generator: torch.Generator) -> dict:
         """New paths from pure noise, with a random class (or null) condition and s ~ U[s_min, s_max]."""
@@ -45,9 +48,26 @@ class TeacherTrajectories:
         state["k"] = state["k"] + moving.long()
         done = state["k"] == len(self.path)
         if done.any():
+            self.keep(state["x_t"][done], state["cond"][done])
             new = self.fresh(int(done.sum()), pred.shape[1:], generator)
             for key, value in new.items():
                 state[key][done] = value
+
+    def keep(self, x_0: torch.Tensor, cond: torch.Tensor):
+        if self.pool is None:  # no rows of noised samples: nothing to keep
+            return
+        old = self.pool or {"x_0": x_0[:0], "cond": cond[:0]}
+        self.pool = {key: torch.cat([old[key], new])[-POOL:] for key, new in (("x_0", x_0), ("cond", cond))}
+
+    def samples(self, n: int, image_shape: tuple, generator: torch.Generator) -> dict:
+        """The pool, after seeding it (once) with n fresh paths run to the end."""
+        self.pool = {} if self.pool is None else self.pool
+        if len(self.pool.get("x_0", ())) < n:
+            paths, self.state = self.state, self.fresh(n, image_shape, generator)
+            for _ in range(len(self.path)):
+                self.advance(self.guide(*self.pair()), torch.ones(n, dtype=torch.bool), generator)
+            self.state = paths
+        return self.pool
 
     def start(self, n: int, image_shape: tuple, generator: torch.Generator):
         """n paths at staggered steps, so one batch does not hold a single t."""

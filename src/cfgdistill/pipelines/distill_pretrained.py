@@ -5,7 +5,7 @@ The student comes back as a pipeline folder that the stock class runs in one pas
 
 import hashlib
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -47,6 +47,8 @@ def distill_pipeline(
 ) -> PipelineStudent:
     """Distill the pipeline at `ref` (a folder, or a hub id in the local cache) on `options.prompts`."""
     config.validate(), options.validate()
+    if options.images is None and config.trajectory_fraction == 0:  # DistillConfig's default, for image data
+        config = replace(config, trajectory_fraction=1.0)
     run = run or RunOptions()
     folder = resolve_pipeline(ref)
     name, network_dir, _ = family_of(folder)
