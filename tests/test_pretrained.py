@@ -196,3 +196,21 @@ def test_autoencoding_kl_is_the_gaussian_kl_to_the_standard_normal():
     recon = vae.decode(posterior.mean + posterior.std * rows["eps"]).sample
     expected = torch.nn.functional.mse_loss(recon, x) + kl
     assert torch.allclose(objective.loss(vae, rows), expected, rtol=1e-5)
+
+
+def test_lora_base_in_bf16_trains_float32_weights_and_exports(saved, tmp_path):
+    """--mixed-precision bf16 with LoRA stores the frozen base in bf16 and trains float32 adapters and guidance
+    input; with gradient checkpointing the run completes, and the stock class loads its float32 export."""
+    family, pipe = FAMILIES["sd"], BUILD["sd"]()
+    rows, null, layout = family.encode(pipe, PROMPTS, 16)
+    teacher, student = family.networks(pipe, null, layout, 16, 4, torch.bfloat16)
+    dtypes = {(p.requires_grad, p.dtype) for p in student.parameters()}
+    assert dtypes == {(False, torch.bfloat16), (True, torch.float32)}
+    x_t, t, cond = inputs(rows)
+    with torch.no_grad():
+        out = teacher(x_t, t, cond)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    extra = ["--lora-rank", "4", "--mixed-precision", "bf16", "--gradient-checkpointing"]
+    assert distill(saved, "sd", tmp_path / "student", *extra) == 0
+    unet = UNet2DConditionModel.from_pretrained(tmp_path / "student" / "unet")
+    assert {p.dtype for p in unet.parameters()} == {torch.float32}

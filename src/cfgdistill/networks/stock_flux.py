@@ -13,6 +13,7 @@ from diffusers.models.embeddings import CombinedTimestepGuidanceTextProjEmbeddin
 from torch import nn
 
 from .flux import image_ids, pack, unpack
+from .stock_unet import half_autocast
 
 
 def add_guidance_embedder(transformer: FluxTransformer2DModel) -> FluxTransformer2DModel:
@@ -87,7 +88,7 @@ class StockFlux(nn.Module):
                 raise ValueError("a guidance-embedded student needs the guidance scale s")
             guidance = torch.as_tensor(s, dtype=torch.float32, device=x_t.device).expand(n)  # FluxPipeline's
         timestep = torch.as_tensor(t, device=x_t.device).expand(n).to(x_t.dtype) / 1000
-        with self.teacher_view():
+        with self.teacher_view(), half_autocast(self.transformer, x_t.device):
             out = self.transformer(
                 hidden_states=pack(x_t),
                 timestep=timestep,
@@ -97,4 +98,4 @@ class StockFlux(nn.Module):
                 txt_ids=torch.zeros(tokens, 3, device=x_t.device, dtype=x_t.dtype),
                 img_ids=image_ids(h, w).to(x_t.device, x_t.dtype),
             ).sample
-        return unpack(out, h, w)
+        return unpack(out.float(), h, w)

@@ -21,6 +21,13 @@ def guidance_scale_embedding(s: torch.Tensor, dim: int) -> torch.Tensor:
     return StableDiffusionPipeline.get_guidance_scale_embedding(None, w, embedding_dim=dim)
 
 
+def half_autocast(network, device: torch.device):
+    """Autocast to the frozen weights' dtype when they are stored in bf16 or fp16 (a LoRA base on a GPU), so
+    that float32 inputs, adapters and guidance input meet them; a no-op for float32 weights."""
+    dtype = next((p.dtype for p in network.parameters() if not p.requires_grad), torch.float32)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype in (torch.bfloat16, torch.float16))
+
+
 def add_guidance_input(unet: UNet2DConditionModel, dim: int = GUIDANCE_DIM) -> UNet2DConditionModel:
     """Give `unet` (in place) a zero-initialised `cond_proj` and record `time_cond_proj_dim` in its config."""
     linear_1 = unet.time_embedding.linear_1
@@ -84,9 +91,9 @@ class StockUNet(nn.Module):
             embedding = guidance_scale_embedding(s.cpu(), self.unet.config.time_cond_proj_dim)
             timestep_cond = embedding.to(x_t.device, x_t.dtype)
         t = torch.as_tensor(t, device=x_t.device).expand(n)
-        with self.adapters_off():
+        with self.adapters_off(), half_autocast(self.unet, x_t.device):
             out = self.unet(x_t, t, states, timestep_cond=timestep_cond, added_cond_kwargs=added)
-        return out.sample
+        return out.sample.float()
 
 
 class AdaptersOff:

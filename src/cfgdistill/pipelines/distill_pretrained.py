@@ -62,7 +62,9 @@ def distill_pipeline(
         for component in [c for c in pipe.components if c.startswith(("text_encoder", "tokenizer"))]:
             setattr(pipe, component, None)  # the prompts are encoded: free the encoders
         process = family.process(pipe, size)
-        teacher, student = family.networks(pipe, conditioning.null, conditioning.layout, size, options.lora_rank)
+        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.mixed_precision)
+        null, layout = conditioning.null, conditioning.layout
+        teacher, student = family.networks(pipe, null, layout, size, options.lora_rank, half)
         if options.gradient_checkpointing:
             student.network.enable_gradient_checkpointing()
         torch.manual_seed(config.seed)

@@ -52,6 +52,7 @@ class PipelineStudent:
                 copy_entry(entry, out / entry.name)
         if self.lora:
             self.save_adapter(out / f"{self.network_dir}_lora")
+            self.network.float()  # a half-precision base is merged and saved in float32
             self.network.fuse_lora()
             self.network.unload_lora()
         with atomic(out / self.network_dir) as tmp:

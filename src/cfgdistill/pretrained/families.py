@@ -16,6 +16,7 @@ from diffusers import (
     StableDiffusionPipeline,
     StableDiffusionXLPipeline,
 )
+from diffusers.training_utils import cast_training_params
 
 from ..errors import UserError
 from ..networks.stock_flux import StockFlux, add_guidance_embedder
@@ -60,11 +61,16 @@ class Family:
         _, null, layout = chunks[0]
         return torch.cat([rows for rows, _, _ in chunks]).float(), null.float(), layout
 
-    def networks(self, pipe, null, layout, size: int, lora_rank=None) -> tuple:
-        """(teacher, student): one shared module with LoRA, else a frozen original and a trained copy."""
+    def networks(self, pipe, null, layout, size: int, lora_rank=None, base_dtype=None) -> tuple:
+        """(teacher, student): one shared module with LoRA, else a frozen original and a trained copy.
+
+        With LoRA and `base_dtype` (bf16 or fp16) the frozen base is stored in it and the trained weights in
+        float32, as diffusers' LoRA scripts do; the networks autocast to meet them.
+        """
         base = getattr(pipe, self.network)
         if lora_rank:
-            student = self.add_guidance(with_lora(base, lora_rank))
+            student = self.add_guidance(with_lora(base.to(base_dtype or torch.float32), lora_rank))
+            cast_training_params(student, torch.float32)
             teacher = self.wrap(base, null, layout, size, pipe)
         else:
             teacher = self.wrap(base.requires_grad_(False), null, layout, size, pipe)
