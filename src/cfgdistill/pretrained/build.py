@@ -18,6 +18,7 @@ from ..data import ImageDataset
 from ..networks.stock_unet import StockUNet
 from ..objectives import Autoencoding, Denoising
 from ..training.loop import fit
+from ..training.run_folder import RunFolder
 from .families import FAMILIES
 from .prompts import PromptConditioning
 
@@ -93,26 +94,22 @@ def encode_all(vae: AutoencoderKL, images: torch.Tensor, batch: int = 256) -> to
     return torch.cat([vae.encode(x).latent_dist.mode() for x in images.split(batch)])
 
 
-def build(data: ImageDataset, prompts: dict, out, recipe: LatentRecipe, run: RunOptions) -> Path:
-    """Train the VAE, then the UNet on its latents, and save the pipeline to `out/teacher`; run folders beside."""
-    out = Path(out)
-    x = F.pad(data.images, (PAD,) * 4, value=-1.0)
-    vae = make_vae(x.shape[1])
-    stage = lambda name, steps, lr, batch=recipe.batch_size: (
-        LoopConfig(steps=steps, batch_size=batch, lr=lr, warmup_steps=100),
-        RunOptions(**{**vars(run), "out": out / name}),
-    )
-    fit(
-        vae,
-        Autoencoding((4, 8, 8)),
-        ImageDataset(data.name, x, data.labels, data.class_names),
-        *stage("vae", recipe.vae_steps, recipe.vae_lr, recipe.vae_batch_size),
-    )
-    vae = vae.eval().requires_grad_(False)
-    latents = encode_all(vae, x)
-    vae.register_to_config(scaling_factor=float(1 / latents.std()))
+class Stages:
+    """Each training run in its own locked run folder beside the pipeline (`out/vae`, `out/unet`)."""
+
+    def __init__(self, data: ImageDataset, out: Path, run: RunOptions):
+        self.data, self.out, self.run = data, out, run
+
+    def fit(self, model, objective, images, name: str, steps: int, lr: float, batch: int):
+        options = RunOptions(**{**vars(self.run), "out": self.out / name})
+        data = ImageDataset(self.data.name, images, self.data.labels, self.data.class_names)
+        with RunFolder(options):
+            return fit(model, objective, data, LoopConfig(steps=steps, batch_size=batch, lr=lr), options)
+
+
+def new_pipeline(vae: AutoencoderKL, recipe: LatentRecipe) -> StableDiffusionPipeline:
     tokenizer, text_encoder = text_parts()
-    pipe = StableDiffusionPipeline(
+    return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
@@ -122,18 +119,31 @@ def build(data: ImageDataset, prompts: dict, out, recipe: LatentRecipe, run: Run
         feature_extractor=None,
         requires_safety_checker=False,
     )
-    family, order = FAMILIES["sd"], [name for name in data.class_names]
-    table = [(p, c) for c, name in enumerate(order) for p in prompts[name]]
+
+
+def build(data: ImageDataset, prompts: dict, out, recipe: LatentRecipe, run: RunOptions) -> Path:
+    """Train the VAE, then the UNet on its latents, and save the pipeline to `out/teacher`."""
+    stages, x = Stages(data, Path(out), run), F.pad(data.images, (PAD,) * 4, value=-1.0)
+    vae = make_vae(x.shape[1])
+    stages.fit(vae, Autoencoding((4, 8, 8)), x, "vae", recipe.vae_steps, recipe.vae_lr, recipe.vae_batch_size)
+    vae = vae.eval().requires_grad_(False)
+    latents = encode_all(vae, x)
+    vae.register_to_config(scaling_factor=float(1 / latents.std()))  # unit-variance latents, as SD's 0.18215
+    pipe = new_pipeline(vae, recipe)
+    family = FAMILIES["sd"]
+    table = [(p, c) for c, name in enumerate(data.class_names) for p in prompts[name]]
     rows, null, layout = family.encode(pipe, [p for p, _ in table], 32)
     conditioning = PromptConditioning([p for p, _ in table], rows, null, layout, torch.tensor([c for _, c in table]))
-    model = StockUNet(pipe.unet, layout, null, 8)
-    z = latents * vae.config.scaling_factor
     objective = Denoising(family.process(pipe, 32), conditioning, 0.1)
-    fit(
-        model,
+    z = latents * vae.config.scaling_factor
+    stages.fit(
+        StockUNet(pipe.unet, layout, null, 8),
         objective,
-        ImageDataset(data.name, z, data.labels, data.class_names),
-        *stage("unet", recipe.unet_steps, recipe.unet_lr),
+        z,
+        "unet",
+        recipe.unet_steps,
+        recipe.unet_lr,
+        recipe.batch_size,
     )
-    pipe.save_pretrained(out / "teacher")
-    return out / "teacher"
+    pipe.save_pretrained(Path(out) / "teacher")
+    return Path(out) / "teacher"
