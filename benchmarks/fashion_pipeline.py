@@ -21,8 +21,11 @@ from cfgdistill.cli import quiet_libraries
 from cfgdistill.config import EvaluateConfig, RunOptions
 from cfgdistill.data import load_dataset
 from cfgdistill.data.captions import captions
+from cfgdistill.evaluation.classifier import predict
 from cfgdistill.evaluation.machine import machine_record
+from cfgdistill.evaluation.metrics import paired_gap_se
 from cfgdistill.evaluation.report import judge_for, matches
+from cfgdistill.images import tile
 from cfgdistill.pretrained.build import PAD, LatentRecipe, build
 
 
@@ -61,6 +64,7 @@ def evaluate(args):
     first = [captions("fashion-mnist", data.class_names)[0][name][0] for name in data.class_names]
     judge, n, _, disjoint, classifier_accuracy = judge_for("fashion-mnist", (1, 28, 28), 10, config)
     labels = torch.arange(n) % 10
+    config.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for s in args.guidance:
         models = {"teacher": Timed(args.teacher), "student": Timed(args.student)}
@@ -68,30 +72,36 @@ def evaluate(args):
             index = range(start, min(start + args.batch_size, n))
             for model in models.values():
                 model([first[labels[i]] for i in index], [config.seed + i for i in index], s, args.steps)
-        row = {"s": s}
+        row, hits = {"s": s}, []
         for name, model in models.items():
             images = torch.cat(model.images)
             row[name] = judge.quality(images, labels) | {"samples_per_s": n / model.seconds}
+            hits.append(predict(judge.classifier, images) == labels)
+            tile(images[:30], ncol=10).save(config.out / f"{name}_s{s:g}.png")  # three per class
         row["throughput_ratio"] = row["student"]["samples_per_s"] / row["teacher"]["samples_per_s"]
+        row["accuracy_gap_se"] = paired_gap_se(*hits)  # the gap's spread from sampling alone
         rows.append(row)
     floor = judge.fd(disjoint)
     for row in rows:
         row["student_matches"] = matches(row, floor)
     report = {"rows": rows, "fd_noise_floor": floor, "classifier_accuracy": classifier_accuracy}
     report |= {"n": n, "steps": args.steps, "machine": machine_record(), "teacher": args.teacher}
-    config.out.mkdir(parents=True, exist_ok=True)
     (config.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(markdown(report))
 
 
 def markdown(report: dict) -> str:
-    lines = ["| s | FD teacher / student | accuracy teacher / student | samples/s ratio | gates (FD, acc) |"]
-    lines.append("| --- | --- | --- | --- | --- |")
+    lines = [
+        "| s | FD teacher / student | accuracy teacher / student | gap ± 2 SE | samples/s ratio | gates (FD, acc) |"
+    ]
+    lines.append("| --- | --- | --- | --- | --- | --- |")
     for row in report["rows"]:
         t, s, ok = row["teacher"], row["student"], row["student_matches"]
+        gap = 100 * (t["accuracy"] - s["accuracy"])
         lines.append(
             f"| {row['s']:g} | {t['fd']:.1f} / {s['fd']:.1f} | {100 * t['accuracy']:.1f}% / {100 * s['accuracy']:.1f}% "
-            f"| {row['throughput_ratio']:.2f} | {'yes' if ok['fd'] else 'no'}, {'yes' if ok['accuracy'] else 'no'} |"
+            f"| {gap:+.1f} ± {200 * row['accuracy_gap_se']:.1f} | {row['throughput_ratio']:.2f} "
+            f"| {'yes' if ok['fd'] else 'no'}, {'yes' if ok['accuracy'] else 'no'} |"
         )
     return "\n".join(lines) + f"\n\nFD noise floor {report['fd_noise_floor']:.2f}; {report['n']} samples per s."
 
