@@ -46,8 +46,9 @@ class Family:
     def __init__(self, name: str):
         self.name = name
 
-    def load(self, folder, dtype=torch.float32):
-        return self.pipeline_class.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
+    def load(self, folder):
+        """In float32 (the weights' own dtype is kept by diffusers only when asked): LoRA may halve the base later."""
+        return self.pipeline_class.from_pretrained(folder, local_files_only=True)
 
     def resolution(self, pipe) -> int:
         """The stock pipeline's default image side in pixels."""
