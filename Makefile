@@ -50,7 +50,8 @@ fashion: install data
 # A latent text-to-image pipeline trained here in StableDiffusionPipeline's layout (VAE, UNet on MiniLM token
 # states), distilled from its prompts alone like any downloaded pipeline, then judged in the stock pipeline.
 PIPE_RUNS ?= runs/fashion-pipeline
-PIPE_DISTILL ?= --steps 1000 --batch-size 48 --lr 5e-4 --guidance-min 1 --guidance-max 6 --loss-space eps
+PIPE_DISTILL ?= --steps 1000 --batch-size 48 --lr 5e-4 --guidance-min 1 --guidance-max 6 --loss-space eps \
+    --trajectory-fraction 0.5
 fashion-pipeline: install data
 	$(PYTHON) benchmarks/fashion_pipeline.py build --out $(PIPE_RUNS) --quiet
 	$(PYTHON) -m cfgdistill distill --teacher $(PIPE_RUNS)/teacher --prompts $(PIPE_RUNS)/prompts.txt \
