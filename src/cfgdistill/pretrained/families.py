@@ -24,17 +24,26 @@ from ..networks.stock_unet import StockUNet, add_guidance_input
 from ..processes.flow import RectifiedFlow
 from ..processes.vp import VP
 
-LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]  # the attention projections, as diffusers' LoRA scripts
+# The guidance input only shifts the timestep embedding: the layers that read it (time_emb_proj; Flux's norm
+# modulations) must adapt too. The UNet set is diffusers' LCM-LoRA script's; attention alone (rank 8)
+# under-guided on the Fashion-MNIST pipeline (docs/pipelines.md).
+LORA_TARGETS = {
+    "unet": ["to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "conv1", "conv2"]
+    + ["conv_shortcut", "downsamplers.0.conv", "upsamplers.0.conv", "time_emb_proj"],
+    "transformer": ["to_q", "to_k", "to_v", "to_out.0", "add_q_proj", "add_k_proj", "add_v_proj", "to_add_out"]
+    + ["ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2", "proj_mlp", "proj_out"]
+    + ["norm1.linear", "norm1_context.linear", "norm.linear"],
+}
 ENCODE_BATCH = 64
 T5_TOKENS = 512  # FluxPipeline's default max_sequence_length: the student learns the prompts as sampling gives them
 
 
-def with_lora(network, rank: int):
+def with_lora(network, rank: int, targets: list):
     """Freeze `network` and give it trainable rank-r adapters (B = 0: it still computes the base function)."""
     from peft import LoraConfig
 
     network.requires_grad_(False)
-    network.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=LORA_TARGETS))
+    network.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=targets))
     return network
 
 
@@ -70,7 +79,8 @@ class Family:
         """
         base = getattr(pipe, self.network)
         if lora_rank:
-            student = self.add_guidance(with_lora(base.to(base_dtype or torch.float32), lora_rank))
+            lora = with_lora(base.to(base_dtype or torch.float32), lora_rank, LORA_TARGETS[self.network])
+            student = self.add_guidance(lora)
             cast_training_params(student, torch.float32)
             teacher = self.wrap(base, null, layout, size, pipe)
         else:
