@@ -61,12 +61,13 @@ def steps_per_second(teacher, student, conditioning, process, config, steps: int
     return steps / (time.perf_counter() - start)
 
 
-def measure(build, rank: int | None, config, steps: int) -> dict:
+def measure(build, rank: int | None, config, steps: int, base_dtype=None) -> dict:
     pipe, conditioning, size = build()
     family = FAMILIES["sd"]
-    teacher, student = family.networks(pipe, conditioning.null, conditioning.layout, size, rank)
+    teacher, student = family.networks(pipe, conditioning.null, conditioning.layout, size, rank, base_dtype)
     student.train()
-    row = {"lora_rank": rank, "trained_parameters": sum(p.numel() for p in student.parameters() if p.requires_grad)}
+    row = {"lora_rank": rank, "base_dtype": str(base_dtype or torch.float32).removeprefix("torch.")}
+    row["trained_parameters"] = sum(p.numel() for p in student.parameters() if p.requires_grad)
     row |= memory(teacher, student)
     if steps:  # 0: memory only (a full SD-sized student's optimizer would not fit beside it on a small machine)
         process = family.process(pipe, size)
@@ -116,6 +117,7 @@ def main():
     build = sd15_builder() if args.sd15 else pipeline_builder(args)
     config = DistillConfig(batch_size=args.batch_size, trajectory_steps=20, guidance_min=1.0, guidance_max=6.0)
     rows = [measure(build, rank, config, args.steps) for rank in (args.rank, None)]
+    rows.append(measure(build, args.rank, config, args.steps, torch.bfloat16))  # LoRA on a bf16 base, for GPUs
     report = {"rows": rows, "batch_size": args.batch_size, "steps": args.steps, "machine": machine_record()}
     report["teacher"] = "SD 1.5 config, random weights" if args.sd15 else args.teacher
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
