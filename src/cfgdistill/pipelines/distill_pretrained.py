@@ -30,14 +30,18 @@ from ..training.run_folder import RunFolder
 PROMPTS_ONLY_FRACTION = 0.5
 
 
-def teacher_id(folder: Path) -> str:
-    """Names the teacher's text side for the prompt cache: its index, and each encoder file's size and mtime."""
+def teacher_id(folder: Path, parts: tuple) -> str:
+    """Names a pipeline's `parts` (folders by prefix) and its index by each file's size and mtime: what the
+    prompt cache is keyed by (the text side), and what a resume must find unchanged (the network too)."""
     digest = hashlib.sha256(str(folder.resolve()).encode())
-    for path in sorted(folder.glob("*/*")):
-        if path.parent.name.startswith(("text_encoder", "tokenizer")) or path.name == "model_index.json":
+    for path in [folder / "model_index.json", *sorted(folder.glob("*/*"))]:
+        if path.parent == folder or path.parent.name.startswith(parts):
             stat = path.stat()
             digest.update(f"{path.relative_to(folder)} {stat.st_size} {stat.st_mtime_ns}".encode())
     return digest.hexdigest()
+
+
+TEXT_PARTS = ("text_encoder", "tokenizer")
 
 
 def check_options(config: DistillConfig, options: PipelineOptions):
@@ -62,7 +66,8 @@ def distill_pipeline(
     with RunFolder(run) as run_folder:
         pipe = family.load(folder)
         size = options.resolution or family.resolution(pipe)
-        conditioning = PromptConditioning.encode(family, pipe, prompts, size, f"{teacher_id(folder)} {size}")
+        text_id = f"{teacher_id(folder, TEXT_PARTS)} {size}"
+        conditioning = PromptConditioning.encode(family, pipe, prompts, size, text_id)
         data = load_latents(pipe, options.images, size, len(prompts)) if options.images else prompt_set(prompts)
         for component in [c for c in pipe.components if c.startswith(("text_encoder", "tokenizer"))]:
             setattr(pipe, component, None)  # the prompts are encoded: free the encoders
@@ -74,7 +79,10 @@ def distill_pipeline(
             student.network.enable_gradient_checkpointing()
         torch.manual_seed(config.seed)
         objective = GuidanceDistillation(teacher, process, conditioning, config, get_rule(config.guider), data)
-        identity = {"teacher": teacher_id(folder), "pipeline": asdict(options) | {"prompts": len(prompts)}}
+        identity = {
+            "teacher": teacher_id(folder, (*TEXT_PARTS, network_dir)),
+            "pipeline": asdict(options) | {"prompts": len(prompts)},
+        }
         fit(student, objective, data, config, run, json.loads(json.dumps(identity, default=str)))
         record = {"teacher": str(ref), "family": name, "prompts": prompts, "distill": asdict(config)}
         record["pipeline"] = json.loads(json.dumps(asdict(options), default=str))
@@ -84,5 +92,5 @@ def distill_pipeline(
 
 
 def prompt_set(prompts: list) -> ImageDataset:
-    """No images: the loop only counts rows; every row is a state on the teacher's guided paths."""
+    """No images: the loop only counts rows; the objective draws every row from the teacher."""
     return ImageDataset("prompts", None, torch.arange(len(prompts)), list(prompts))

@@ -27,7 +27,7 @@ def pipeline_arguments(name: str, student: bool, config) -> dict:
 
 @torch.no_grad()
 def sample_pipeline(folder, config) -> tuple:
-    """(N×3×H×W images in [−1, 1], grid columns, whether the pipeline is a student); image i from seed + i."""
+    """(N×C×H×W images in [−1, 1], grid columns, whether the pipeline is a student); image i from seed + i."""
     name, _, student = family_of(folder, students=True)
     if not config.prompt:
         raise UserError("a pipeline draws prompts: pass --prompt TEXT (repeat it for several columns)")
