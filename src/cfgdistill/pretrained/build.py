@@ -6,6 +6,7 @@ scaled-linear schedule with v prediction. `save_pretrained` writes it, so that t
 `StableDiffusionPipeline.from_pretrained` loads and runs it: a real teacher to distill from prompts.
 """
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .families import FAMILIES
 from .prompts import PromptConditioning
 
 PAD = 2  # 28 → 32 px, which the VAE halves twice
+DOMAIN = "cfgdistill_data.json"  # the dataset and padding it was trained on, so evaluate can judge it
 TOKENS = 16  # MiniLM token states per prompt (the tokenizer's model_max_length)
 
 
@@ -146,4 +148,5 @@ def build(data: ImageDataset, prompts: dict, out, recipe: LatentRecipe, run: Run
         recipe.batch_size,
     )
     pipe.save_pretrained(Path(out) / "teacher")
+    (Path(out) / "teacher" / DOMAIN).write_text(json.dumps({"data": data.name, "crop": PAD}) + "\n")
     return Path(out) / "teacher"
