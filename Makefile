@@ -56,5 +56,5 @@ fashion-pipeline: install data
 	$(PYTHON) benchmarks/fashion_pipeline.py build --out $(PIPE_RUNS) --quiet
 	$(PYTHON) -m cfgdistill distill --teacher $(PIPE_RUNS)/teacher --prompts $(PIPE_RUNS)/prompts.txt \
 	    --out $(PIPE_RUNS)/student --overwrite --quiet $(PIPE_DISTILL)
-	$(PYTHON) benchmarks/fashion_pipeline.py evaluate --teacher $(PIPE_RUNS)/teacher --student $(PIPE_RUNS)/student \
-	    --out docs/results/fashion-pipeline
+	$(PYTHON) -m cfgdistill evaluate --teacher $(PIPE_RUNS)/teacher --student $(PIPE_RUNS)/student \
+	    --out docs/results/fashion-pipeline --guidance 2,3,5 --steps 20 --n 500 --overwrite --quiet

@@ -214,3 +214,49 @@ def test_lora_base_in_bf16_trains_float32_weights_and_exports(saved, tmp_path):
     assert distill(saved, "sd", tmp_path / "student", *extra) == 0
     unet = UNet2DConditionModel.from_pretrained(tmp_path / "student" / "unet")
     assert {p.dtype for p in unet.parameters()} == {torch.float32}
+
+
+def fresh_student(saved, out, prompts: list):
+    """The tiny SD teacher's student before any training, exported: it draws the teacher's conditional model."""
+    from cfgdistill.pretrained.export import PipelineStudent
+
+    _, student, _ = networks("sd")
+    PipelineStudent(saved / "sd", "unet", student.network, False, {"prompts": prompts}).save(out)
+    return out
+
+
+def test_evaluate_a_fresh_pipeline_student_reproduces_none_of_the_guidance(saved, tmp_path):
+    """The fresh student equals the teacher at s = 1, so it sits exactly as far from the guided teacher as the
+    teacher's own conditional samples: none of the guidance effect is reproduced."""
+    from cfgdistill import EvaluateConfig, evaluate
+
+    student = fresh_student(saved, tmp_path / "fresh", PROMPTS)
+    config = EvaluateConfig(guidance=[1.0, 4.0], steps=2, n=6, out=tmp_path / "report", quiet=True)
+    rows = evaluate(saved / "sd", student, config).report["rows"]
+    assert rows[0]["paired_relative_error"] < 1e-5 and rows[0]["guidance_reproduced"] is None  # nothing to carry
+    assert rows[1]["conditional_relative_error"] > 0.01
+    assert rows[1]["paired_relative_error"] == pytest.approx(rows[1]["conditional_relative_error"], rel=1e-4)
+    assert abs(rows[1]["guidance_reproduced"]) < 1e-3 and rows[1]["throughput_ratio"] > 0
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"report.json", "report.md", "samples.png"}
+
+
+def test_evaluate_judges_a_pipeline_that_records_its_dataset(saved, tmp_path, capsys):
+    """A pipeline with cfgdistill_data.json (digits here: 16 px cropped to 12, resized to 8) gets FD, accuracy and
+    the gates; its prompts are drawn class by class in turn."""
+    import json
+    import shutil
+
+    teacher = shutil.copytree(saved / "sd", tmp_path / "teacher")
+    (teacher / "cfgdistill_data.json").write_text(json.dumps({"data": "digits", "crop": 2}))
+    grouped = [f"the {word} {d}" for d in range(10) for word in ("digit", "number")]
+    (tmp_path / "digits.txt").write_text("\n".join(grouped))
+    args = ["distill", "--teacher", str(teacher), "--prompts", str(tmp_path / "digits.txt"), "--steps", "2"]
+    assert main([*args, "--out", str(tmp_path / "student"), *QUIET]) == 0
+    args = ["evaluate", "--teacher", str(teacher), "--student", str(tmp_path / "student"), "--n", "20"]
+    assert main([*args, "--guidance", "2,3", "--steps", "2", "--out", str(tmp_path / "r"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["prompts"] == [f"the {word} {d}" for word in ("digit", "number") for d in range(10)]
+    assert report["dataset"] == "digits" and report["fd_noise_floor"] > 0
+    for row in report["rows"]:
+        assert set(row["student_matches"]) == {"fd", "accuracy"} and 0 <= row["student"]["accuracy"] <= 1
+    assert "| 3 |" in capsys.readouterr().out

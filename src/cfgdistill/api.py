@@ -15,6 +15,7 @@ from .checkpoint import Checkpoint, load
 from .config import EvaluateConfig, SampleConfig
 from .errors import UserError
 from .evaluation.markdown import write_report
+from .evaluation.pipelines import COLUMNS, evaluate_pipelines, write_pipeline_report
 from .evaluation.report import Evaluation
 from .evaluation.report import evaluate as evaluate_pair
 from .images import tile, write_array
@@ -125,10 +126,15 @@ def write_samples(images: torch.Tensor, columns: int, config: SampleConfig, cell
 
 
 def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluation:
-    """Teacher and student side by side at every s of `config.guidance`; with `config.out`, the report files."""
+    """Teacher and student side by side at every s of `config.guidance`; with `config.out`, the report files.
+
+    A student pipeline folder is judged against its teacher pipeline in their stock classes
+    (evaluation/pipelines.py)."""
     config = (config or EvaluateConfig()).validate()
     if config.out is not None:
         check_output_dir(config.out, config.overwrite)
+    if not isinstance(student, Checkpoint) and is_pipeline(student):
+        return evaluate_pipeline_pair(teacher, student, config)
     teacher, student = _checkpoint(teacher), _checkpoint(student)
     if teacher.kind != "teacher" or student.kind != "student":
         raise UserError(f"--teacher must hold a teacher and --student a student; got {teacher.kind} and {student.kind}")
@@ -145,3 +151,16 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         except WRITE_ERRORS as error:
             raise UserError(f"cannot write the report to {config.out}: {why(error)}") from None
     return evaluation
+
+
+def evaluate_pipeline_pair(teacher, student, config: EvaluateConfig) -> Evaluation:
+    if isinstance(teacher, Checkpoint) or (Path(teacher).is_dir() and not is_pipeline(teacher)):
+        raise UserError("--student is a pipeline folder, so --teacher must be the pipeline it was distilled from")
+    report, images = evaluate_pipelines(teacher, student, config)
+    if config.out is not None:
+        try:
+            write_pipeline_report(report, images, config.out)
+        except WRITE_ERRORS as error:
+            raise UserError(f"cannot write the report to {config.out}: {why(error)}") from None
+    grids = {name: torch.stack([x[name][:COLUMNS] for x in images.values()]) for name in ("teacher", "student")}
+    return Evaluation(report, grids)

@@ -242,6 +242,7 @@ class EvaluateConfig(Settings):
         None, "diffusers scheduler (default: ddim for VP models, euler for flow models)", choices=SAMPLERS
     )
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED)
+    prompts: Path | None = setting(None, "pipeline pairs: a prompts file (default: the student's own prompts)", PATH)
     out: Path | None = setting(None, "folder for report.json, report.md, plots and grids", PATH, required=True)
     overwrite: bool = setting(False, "replace a non-empty output folder", SWITCH)
     quiet: bool = setting(False, "no progress bars", SWITCH)
@@ -255,7 +256,7 @@ class PairInput(Settings):
     teacher: Path = setting(
         None, "teacher checkpoint folder, or a diffusers pipeline (folder or cached hub id)", PATH, required=True
     )
-    student: Path = setting(None, "student checkpoint folder", PATH, required=True)
+    student: Path = setting(None, "student checkpoint folder, or the student pipeline folder", PATH, required=True)
 
 
 @dataclass

@@ -39,18 +39,19 @@ def labelled_panels(panels: dict, row_labels: list, col_labels: list, cell: int 
     grids = {title: tile(x.flatten(0, 1), x.shape[1], cell, pad) for title, x in panels.items()}
     width = margin + sum(g.width for g in grids.values()) + gap * (len(grids) - 1)
     height = head + max(g.height for g in grids.values())
-    canvas = Image.new("L", (width, height), 255)
+    mode = "RGB" if any(g.mode == "RGB" for g in grids.values()) else "L"
+    canvas = Image.new(mode, (width, height), "white")
     draw = ImageDraw.Draw(canvas)
     x = margin
     for title, grid in grids.items():
         canvas.paste(grid, (x, head))
-        draw.text((x, 2), title, fill=0, font=font)
+        draw.text((x, 2), title, fill="black", font=font)
         for j, name in enumerate(col_labels):
             centred = (cell - font.getlength(str(name))) / 2
-            draw.text((x + pad + j * (cell + pad) + centred, head - 14), str(name), fill=0, font=font)
+            draw.text((x + pad + j * (cell + pad) + centred, head - 14), str(name), fill="black", font=font)
         x += grid.width + gap
     for i, name in enumerate(row_labels):
-        draw.text((4, head + pad + i * (cell + pad) + cell // 3), str(name), fill=0, font=font)
+        draw.text((4, head + pad + i * (cell + pad) + cell // 3), str(name), fill="black", font=font)
     return canvas
 
 

@@ -9,20 +9,18 @@ from .families import FAMILIES
 from .resolve import family_of
 
 
-def pipeline_arguments(name: str, student: bool, config) -> dict:
+def pipeline_arguments(name: str, student: bool, s: float, negative_prompt: str | None = None) -> dict:
     """The stock call for guidance s: guidance_scale (the student's input, or the teacher's CFG scale), or for
     a Flux teacher FluxPipeline's true CFG against the negative prompt."""
-    if config.sampler is not None:
-        raise UserError("a pipeline samples with its own scheduler; --sampler applies to cfgdistill checkpoints")
     if student:
-        if config.negative_prompt is not None:
+        if negative_prompt is not None:
             raise UserError("a guidance-distilled student runs one pass per step and has no negative branch")
-        return {"guidance_scale": config.s}
-    if config.s < 1:
-        raise UserError(f"the stock pipelines guide only for s > 1 (s = 1: conditional); got s = {config.s:g}")
+        return {"guidance_scale": s}
+    if s < 1:
+        raise UserError(f"the stock pipelines guide only for s > 1 (s = 1: conditional); got s = {s:g}")
     if name == "flux":
-        return {"true_cfg_scale": config.s, "negative_prompt": config.negative_prompt or ""}
-    return {"guidance_scale": config.s, "negative_prompt": config.negative_prompt}
+        return {"true_cfg_scale": s, "negative_prompt": negative_prompt or ""}
+    return {"guidance_scale": s, "negative_prompt": negative_prompt}
 
 
 @torch.no_grad()
@@ -33,7 +31,9 @@ def sample_pipeline(folder, config) -> tuple:
         raise UserError("a pipeline draws prompts: pass --prompt TEXT (repeat it for several columns)")
     if config.labels is not None:
         raise UserError("a pipeline draws prompts, not class labels: use --prompt")
-    arguments = pipeline_arguments(name, student, config)
+    if config.sampler is not None:
+        raise UserError("a pipeline samples with its own scheduler; --sampler applies to cfgdistill checkpoints")
+    arguments = pipeline_arguments(name, student, config.s, config.negative_prompt)
     pipe = FAMILIES[name].load(folder)
     pipe.set_progress_bar_config(disable=config.quiet)
     n = config.n or len(config.prompt)
