@@ -42,6 +42,7 @@ def prepared(tmp_path_factory):
     distill = ["distill", "--teacher", str(teacher), "--out", str(student), "--steps", "2", "--checkpoint-every", "2"]
     assert main([*distill, *quiet]) == 0
     flux_folders(root, teacher, quiet)
+    fewstep_folders(root, student, quiet)
     pipeline_folders(root)
     (root / "empty").mkdir()
     UNet2DModel(
@@ -78,6 +79,15 @@ def prepared(tmp_path_factory):
     (root / "emptyimage" / "b" / "4.png").write_bytes(b"")
     (root / "brokenimage" / "a" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
     return root
+
+
+def fewstep_folders(root: Path, student: Path, quiet: list):
+    """A finished two-round progressive run (4 → 2 → 1 steps), and the student relabelled as eps-prediction."""
+    rounds = ["--start-steps", "4", "--rounds", "2", "--steps-per-round", "2", "--checkpoint-every", "1"]
+    assert main(["progressive", "--student", str(student), "--out", str(root / "fewstep"), *rounds, *quiet]) == 0
+    eps = copy_model(student, root / "epsstudent")
+    edit_json(eps / "scheduler/scheduler_config.json", lambda c: c.update(prediction_type="epsilon"))
+    edit_json(eps / "cfgdistill.json", lambda m: m.update(prediction_type="epsilon"))
 
 
 def flux_folders(root: Path, teacher: Path, quiet: list):

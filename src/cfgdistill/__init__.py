@@ -8,12 +8,20 @@ Importing the package is light: torch and diffusers load on first use of a funct
 caller's environment changes.
 """
 
-from .config import DemoConfig, DistillConfig, EvaluateConfig, RunOptions, SampleConfig, TrainConfig
+from .config import (
+    DemoConfig,
+    DistillConfig,
+    EvaluateConfig,
+    ProgressiveConfig,
+    RunOptions,
+    SampleConfig,
+    TrainConfig,
+)
 from .errors import ExtrapolationWarning, UserError
 
 __version__ = "0.1.0"
 
-_API = ("train_teacher", "distill", "sample", "evaluate", "load")
+_API = ("train_teacher", "distill", "progressive", "sample", "evaluate", "load")
 
 __all__ = [
     *_API,
@@ -21,6 +29,7 @@ __all__ = [
     "DistillConfig",
     "EvaluateConfig",
     "ExtrapolationWarning",
+    "ProgressiveConfig",
     "RunOptions",
     "SampleConfig",
     "TrainConfig",

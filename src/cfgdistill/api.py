@@ -21,12 +21,13 @@ from .evaluation.report import evaluate as evaluate_pair
 from .images import tile, write_array
 from .io import WRITE_ERRORS, check_file_output, check_output_dir, why, write_all
 from .pipelines.distill import distill
-from .pipelines.sample import check_labels, generate
+from .pipelines.progressive import progressive
+from .pipelines.sample import check_labels, generate, sampling_steps
 from .pipelines.train import train_teacher
 from .pretrained import is_pipeline
 from .pretrained.sampling import sample_pipeline
 
-__all__ = ["check_outputs", "distill", "evaluate", "load", "sample", "train_teacher"]
+__all__ = ["check_outputs", "distill", "evaluate", "load", "progressive", "sample", "train_teacher"]
 
 
 def _checkpoint(model) -> Checkpoint:
@@ -98,7 +99,7 @@ def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -
         cond,
         s=config.s,
         rule=checkpoint.meta.guidance.rule,
-        steps=config.steps,
+        steps=sampling_steps(checkpoint, config.steps, config.sampler),
         sampler=config.sampler,
         seed=config.seed,
         negative=negative,

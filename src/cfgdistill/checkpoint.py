@@ -51,6 +51,7 @@ class Meta:
     training: dict
     guidance: GuidanceMeta = field(default_factory=GuidanceMeta)
     process: str = "vp"
+    sampling: dict | None = None  # a few-step student's own grid: {"grid": [t, ...]}, used unless told otherwise
     format: str = "cfgdistill"
     version: int = FORMAT_VERSION
 

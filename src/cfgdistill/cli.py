@@ -36,6 +36,11 @@ def run(command: str, settings: dict):
             print(printable(f"student saved to {run.out}"))
     elif command == "sample":
         sample(api, settings[config.ModelInput].model, settings[config.SampleConfig])
+    elif command == "progressive":
+        run = settings[config.RunOptions]
+        api.progressive(settings[config.StudentInput].student, settings[config.ProgressiveConfig], run)
+        if is_main_process():
+            print(printable(f"few-step student saved to {run.out}"))
     elif command == "evaluate":
         pair, evaluation = settings[config.PairInput], settings[config.EvaluateConfig]
         api.evaluate(pair.teacher, pair.student, evaluation)
@@ -45,21 +50,25 @@ def run(command: str, settings: dict):
 
 
 def sample(api, model, config):
+    from .pipelines.sample import DEFAULT_STEPS
     from .pretrained import is_pipeline
     from .pretrained.resolve import family_of
 
     api.check_outputs(config.validate())
     if is_pipeline(model):  # drawn by its stock class
         source, student = model, family_of(model, students=True)[2]
+        steps = config.steps or DEFAULT_STEPS
     else:
         source = api.load(model)
         student = source.kind == "student"
+        grid = (source.meta.sampling or {}).get("grid")  # a few-step student's own
+        steps = config.steps or (len(grid) if grid else DEFAULT_STEPS)
     images = api.sample(source, config)
     passes = "1 pass" if student or config.s in (0, 1) else "2 passes"
     print(
         printable(
             f"{len(images)} samples from the {'student' if student else 'teacher'} at s = {config.s:g}, "
-            f"{config.steps} steps, {passes} per step -> {config.out}"
+            f"{steps} steps, {passes} per step -> {config.out}"
         )
     )
 

@@ -8,6 +8,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import UserError
+from .fewstep_options import ProgressiveConfig, StudentInput
+from .loop_options import MIXED_PRECISION, LoopConfig  # noqa: F401  (re-exported)
 from .presets import PRESETS  # noqa: F401  (re-exported: presets are part of the config)
 from .pretrained_options import PipelineOptions
 from .settings import (
@@ -20,11 +22,9 @@ from .settings import (
     PATH,
     POSITIVE,
     POSITIVE_NUMBER,
-    PROBABILITY,
     PROMPT,
     SEED,
     SWITCH,
-    TEXT,
     WIDTHS,
     Settings,
     at_most,
@@ -35,29 +35,11 @@ from .settings import (
 SAMPLERS = ("ddim", "dpm++", "euler", "heun")  # ddim is VP only
 PREDICTIONS = ("epsilon", "v_prediction")
 LOSS_SPACES = ("prediction", "eps", "guidance")
-MIXED_PRECISION = ("no", "bf16", "fp16")
 CONDITIONING = ("class", "text")
 OBJECTIVES = ("vp", "flow")  # forward processes (processes.PROCESSES)
 ARCHS = ("unet", "flux")  # networks (networks/)
 MAX_SAMPLES = 100_000
 DEFAULT_GUIDANCE = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
-
-
-@dataclass
-class LoopConfig(Settings):
-    """What a training run computes; a resume refuses a checkpoint written under different values."""
-
-    steps: int = setting(2000, "optimizer steps", POSITIVE)
-    batch_size: int = setting(64, "images per process and micro-batch", POSITIVE)
-    gradient_accumulation_steps: int = setting(
-        1, "micro-batches per optimizer step; global batch = batch size x processes x this", POSITIVE
-    )
-    lr: float = setting(1e-3, "peak learning rate of AdamW (linear warm-up, cosine decay)", POSITIVE_NUMBER)
-    warmup_steps: int = setting(100, "learning-rate warm-up steps (at most a tenth of the run)", COUNT)
-    p_uncond: float = setting(0.1, "probability of dropping the condition to the null condition", PROBABILITY)
-    ema_decay: float = setting(0.999, "decay of the weights' exponential moving average", PROBABILITY)
-    mixed_precision: str = setting("no", "autocast precision", TEXT, choices=MIXED_PRECISION)
-    seed: int = setting(0, "seed of every random draw of the run", SEED)
 
 
 @dataclass
@@ -202,7 +184,7 @@ class SampleConfig(Settings):
     """What `sample` draws: a teacher guided by its rule (two passes), or a student in one pass."""
 
     s: float = setting(3.0, "s: 0 unconditional, 1 conditional, > 1 guided", FINITE, flag="--guidance", short="-s")
-    steps: int = setting(25, "sampling steps", POSITIVE)
+    steps: int | None = setting(None, "sampling steps (default: a few-step student's own, else 25)", POSITIVE)
     sampler: str | None = setting(
         None, "diffusers scheduler (default: ddim for VP models, euler for flow models)", choices=SAMPLERS
     )
@@ -281,5 +263,9 @@ COMMANDS = {
     ),
     "sample": ("sample a teacher (guided, two passes) or a student (one pass)", (ModelInput, SampleConfig)),
     "evaluate": ("quality against s for teacher and student, side by side", (PairInput, EvaluateConfig)),
+    "progressive": (
+        "halve a guided student's sampling steps per round, s still an input (stage 2 of Meng et al.)",
+        (StudentInput, ProgressiveConfig, RunOptions),
+    ),
     "demo": ("train, distill and compare on the bundled digits", (DemoConfig,)),
 }

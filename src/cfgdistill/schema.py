@@ -70,6 +70,12 @@ DATA = {
     "image_shape": (image_shape, "[channels (1 or 3), side, side]"),
     "train_images": (lambda v: whole(v) and v >= 0, "a whole number >= 0"),
 }
+SAMPLING = {
+    "grid": (
+        lambda v: list_of(number(0))(v) and all(a > b for a, b in zip(v, v[1:])),
+        "a non-empty descending list of timesteps >= 0",
+    ),
+}
 GUIDANCE = {"trained_range": (scale_range, "null or [low, high], finite, low <= high"), "rule": (text, "a rule name")}
 CONDITIONING = {
     "type": (one_of("class", "text"), "class or text"),
@@ -201,6 +207,8 @@ def read_json(path: Path) -> dict:
 
 def check_meta(where, raw: dict):
     check(where, raw, META, optional_fields=("process", "guidance"))
+    if raw.get("sampling") is not None:
+        check(f"{where} (sampling)", raw["sampling"], SAMPLING)
     check(f"{where} (data)", raw["data"], DATA)
     check(f"{where} (guidance)", raw.get("guidance", {}), GUIDANCE, optional_fields=tuple(GUIDANCE))
     check(f"{where} (conditioning)", raw["conditioning"], CONDITIONING)

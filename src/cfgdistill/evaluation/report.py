@@ -62,8 +62,8 @@ def matches(row: dict, fd_noise_floor: float) -> dict:
 def scale_row(judge: Judge, teacher, student, cond, labels, s, config: EvaluateConfig) -> tuple:
     """Both models at one s from the same noise: (figures, {model: images})."""
     runs = {
-        name: timed_sample(ckpt.model, ckpt.process, cond, s, config.steps, config.sampler, config.seed)
-        for name, ckpt in zip(MODELS, (teacher, student))
+        name: timed_sample(ckpt.model, ckpt.process, cond, s, own_steps(ckpt, steps), config.sampler, config.seed)
+        for name, ckpt, steps in zip(MODELS, (teacher, student), (config.steps,) * 2)
     }
     low, high = student.model.config.guidance_range
     row = {
@@ -80,6 +80,11 @@ def scale_row(judge: Judge, teacher, student, cond, labels, s, config: EvaluateC
     for name, hit in zip(MODELS, hits):  # where a gap comes from: one hard class, or all of them
         row[name]["per_class_accuracy"] = per_class_accuracy(hit, labels, teacher.num_classes)
     return row, {name: run.images for name, run in runs.items()}
+
+
+def own_steps(checkpoint, steps: int):
+    """A few-step student's own grid (the teacher keeps `steps`), else `steps`."""
+    return (checkpoint.meta.sampling or {}).get("grid") or steps
 
 
 def make_judge(teacher, config: EvaluateConfig) -> tuple:
@@ -136,6 +141,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "class_names": teacher.class_names,
         "samples_per_scale": n,
         "steps": config.steps,
+        "student_steps": len(own_steps(student, [0] * config.steps)),
         "sampler": config.sampler or teacher.process.default_sampler,
         "seed": config.seed,
         "student_trained_range": list(student.model.config.guidance_range),

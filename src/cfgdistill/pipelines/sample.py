@@ -1,5 +1,7 @@
 """One sampling loop for any denoiser over diffusers schedulers: guided for a teacher, one pass for a student."""
 
+import warnings
+
 import torch
 from tqdm.auto import tqdm
 
@@ -24,9 +26,24 @@ def check_labels(labels, num_classes: int):
         raise UserError(f"label {bad[0]} is outside the model's classes 0..{num_classes - 1}")
 
 
-def denoise(denoiser, sampler, x_T, cond=None, steps: int = 25, progress=False, callback=None):
-    """Run the reverse process from x_T; `callback(i, t, x_t)` sees every step (k-diffusion's hook)."""
-    sampler.set_timesteps(steps, device=x_T.device)
+DEFAULT_STEPS = 25
+
+
+def sampling_steps(checkpoint, steps: int | None, sampler: str | None = None):
+    """A few-step student's own grid, unless `steps` or `sampler` asks for another (with a warning); else `steps`."""
+    grid = (checkpoint.meta.sampling or {}).get("grid")
+    if grid and (steps not in (None, len(grid)) or sampler is not None):
+        asked = f"{steps or len(grid)} steps" + (f" of {sampler}" if sampler else "")
+        warnings.warn(f"this student was distilled to sample on its own {len(grid)}-step grid; sampling {asked}")
+        return steps or len(grid)
+    return grid or steps or DEFAULT_STEPS
+
+
+def denoise(denoiser, sampler, x_T, cond=None, steps: int | None = 25, progress=False, callback=None):
+    """Run the reverse process from x_T; `callback(i, t, x_t)` sees every step (k-diffusion's hook).
+    `steps` None: the sampler's timesteps are already set (a recorded grid)."""
+    if steps is not None:
+        sampler.set_timesteps(steps, device=x_T.device)
     x = x_T * getattr(sampler, "init_noise_sigma", 1.0)  # flow schedulers start at unit noise and do not scale
     scale = getattr(sampler, "scale_model_input", lambda x, t: x)
     for i, t in enumerate(tqdm(sampler.timesteps, desc="sample", disable=not progress, leave=False)):
@@ -46,7 +63,7 @@ def generate(
     n: int | None = None,
     s: float = 1.0,
     rule: str = "cfg",
-    steps: int = 25,
+    steps: int | list = 25,
     sampler: str | None = None,
     seed: int = 0,
     negative=None,
@@ -59,8 +76,11 @@ def generate(
 
     `model(x_t, t, cond)` may be a cfgdistill network or any callable (cond None = unconditional);
     a teacher is guided by `rule`, a student runs once per step. `process` is the forward process;
-    `sampler` names one of its diffusers schedulers (default: the process's own, DDIM or Euler).
+    `sampler` names one of its diffusers schedulers (default: the process's own, DDIM or Euler). `steps` is a
+    count, or a few-step student's grid (its timesteps, descending), which its deterministic sampler steps along.
     """
+    grid = list(steps) if isinstance(steps, (list, tuple)) else None
+    steps = len(grid) if grid else steps
     n = len(cond) if cond is not None else n
     if n is None or n <= 0:
         raise UserError(f"the number of samples must be > 0, got {n}")
@@ -81,7 +101,8 @@ def generate(
         x_T = initial_noise(range(seed + start, seed + stop), shape, device)
         part, neg = (None if c is None else c[start:stop].to(device) for c in (cond, negative))
         denoiser = guided(model, s, rule, neg)
-        x_0 = denoise(denoiser, process.sampler(sampler), x_T, part, steps=steps, progress=progress, callback=callback)
+        schedule = process.grid_sampler(grid) if grid else process.sampler(sampler)
+        x_0 = denoise(denoiser, schedule, x_T, part, None if grid else steps, progress, callback)
         if not torch.isfinite(x_0).all():
             raise UserError(non_finite_cause(model, s))
         chunks.append(x_0.clamp(-1, 1).cpu())

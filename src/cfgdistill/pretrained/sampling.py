@@ -5,6 +5,7 @@ import math
 import torch
 
 from ..errors import UserError
+from ..pipelines.sample import DEFAULT_STEPS
 from .families import FAMILIES
 from .resolve import family_of
 
@@ -42,6 +43,12 @@ def sample_pipeline(folder, config) -> tuple:
     for start in range(0, n, config.batch_size):
         batch = prompts[start : start + config.batch_size]
         generators = [torch.Generator().manual_seed(config.seed + start + i) for i in range(len(batch))]
-        out = pipe(batch, num_inference_steps=config.steps, generator=generators, output_type="pt", **arguments)
+        out = pipe(
+            batch,
+            num_inference_steps=config.steps or DEFAULT_STEPS,
+            generator=generators,
+            output_type="pt",
+            **arguments,
+        )
         images.append(out.images.float().cpu() * 2 - 1)
     return torch.cat(images), len(config.prompt), student

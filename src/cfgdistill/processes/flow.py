@@ -100,6 +100,30 @@ class RectifiedFlow:
     def deterministic_path(self, steps: int) -> "EulerPath":
         return EulerPath(self.sampler("euler"), steps)
 
+    # Few-step students (stage 2): see `vp.VP.grid`.
+    end = 0.0  # σ = 0: clean data
+
+    def grid(self, steps: int) -> list:
+        """The Euler sampler's timesteps T·σ (shifted) for `steps` steps, descending."""
+        sampler = self.sampler("euler")
+        sampler.set_timesteps(steps)
+        return [float(t) for t in sampler.timesteps]
+
+    def grid_sampler(self, grid: list):
+        """FlowMatchEulerDiscreteScheduler on exactly these σ = t / T (already shifted, so shift 1), then σ = 0."""
+        sampler = FlowMatchEulerDiscreteScheduler.from_config(self.schedule.config, shift=1.0)
+        sampler.set_timesteps(sigmas=[t / self.num_train_timesteps for t in grid])
+        return sampler
+
+    def jump(self, x_a, v, t_a, t_b):
+        """One Euler step: x_b = x_a + (σ_b − σ_a)·v."""
+        return x_a + (self.sigma(t_b) - self.sigma(t_a)).to(x_a.device).view(-1, 1, 1, 1) * v
+
+    def jump_target(self, x_a, x_b, t_a, t_b) -> tuple:
+        """(the velocity whose Euler step from x_a lands on x_b, equal weights)."""
+        step = (self.sigma(t_b) - self.sigma(t_a)).to(x_a.device).view(-1, 1, 1, 1)
+        return (x_b - x_a) / step, torch.ones(len(x_a), device=x_a.device)
+
 
 class EulerPath:
     """The Euler sampler's grid, stepping rows that stand at different points of it (see `vp.DeterministicPath`).

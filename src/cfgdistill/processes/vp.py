@@ -110,6 +110,53 @@ class VP:
     def deterministic_path(self, steps: int) -> "DeterministicPath":
         return DeterministicPath(self.sampler("ddim"), steps)
 
+    # Few-step students (stage 2): jumps between any two points of an explicit grid, and the sampler for it.
+    end = -1  # the point after a grid's last: clean data, alpha_bar = 1
+
+    def grid(self, steps: int) -> list:
+        """The deterministic sampler's timesteps for `steps` steps, descending (DDIM's trailing grid)."""
+        sampler = self.sampler("ddim")
+        sampler.set_timesteps(steps)
+        return [float(t) for t in sampler.timesteps]
+
+    def grid_sampler(self, grid: list):
+        """A scheduler stepping exactly from each point of `grid` to the next, then to clean data: Euler on the
+        probability-flow ODE, which is DDIM (DDIMScheduler itself steps by T // steps, off a recorded grid)."""
+        sampler = EulerDiscreteScheduler.from_config(self.schedule.config, final_sigmas_type="zero")
+        sampler.set_timesteps(timesteps=[int(t) for t in grid])
+        return sampler
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple:
+        """(sqrt(alpha_bar_t), sqrt(1 − alpha_bar_t)) as columns for images; t = end is clean data."""
+        t = torch.as_tensor(t)
+        a_bar = self.alphas_cumprod.to(t.device)[t.clamp(min=0).long()].where(t >= 0, torch.ones_like(t).float())
+        return a_bar.sqrt().view(-1, 1, 1, 1), (1 - a_bar).sqrt().view(-1, 1, 1, 1)
+
+    def x0_eps(self, x_t, pred, t) -> tuple:
+        a, sigma = self.alpha_sigma(t)
+        if self.prediction_type == "epsilon":
+            return (x_t - sigma * pred) / a, pred
+        return a * x_t - sigma * pred, sigma * x_t + a * pred
+
+    def jump(self, x_a, pred, t_a, t_b):
+        """One deterministic (DDIM) step from t_a to t_b: x_b = a_b·x̂_0 + σ_b·ε̂."""
+        x_0, eps = self.x0_eps(x_a, pred, t_a)
+        a_b, sigma_b = self.alpha_sigma(t_b)
+        return a_b * x_0 + sigma_b * eps
+
+    def jump_target(self, x_a, x_b, t_a, t_b) -> tuple:
+        """(the prediction whose one step from x_a lands on x_b, its rows' loss weights).
+
+        x̃_0 = (x_b − (σ_b/σ_a)·x_a) / (a_b − (σ_b/σ_a)·a_a), as in Salimans & Ho (2022), weighted
+        max(SNR, 1) in x_0 (their truncated SNR), which for a v model is max(a², σ²) in v.
+        """
+        if self.prediction_type != "v_prediction":
+            raise ValueError("few-step targets need a v-prediction model: x̂_0 from eps diverges at high noise")
+        (a_a, s_a), (a_b, s_b) = self.alpha_sigma(t_a), self.alpha_sigma(t_b)
+        x_0 = (x_b - s_b / s_a * x_a) / (a_b - s_b / s_a * a_a)
+        v = a_a * (x_a - a_a * x_0) / s_a - s_a * x_0  # v = a·eps − σ·x_0, eps from x_a and x_0
+        return v, torch.maximum(a_a, s_a).square().flatten()
+
 
 class DeterministicPath:
     """The deterministic sampler's grid, stepping rows that stand at different points of it.
