@@ -14,7 +14,7 @@ RUNS ?= runs/fashion$(SUFFIX)
 RESULTS ?= docs/results/fashion$(SUFFIX)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install data demo test bench fashion fashion-pipeline
+.PHONY: install data demo test bench fashion fashion-pipeline fewstep
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[test,text]"
@@ -58,3 +58,11 @@ fashion-pipeline: install data
 	    --out $(PIPE_RUNS)/student --overwrite --quiet $(PIPE_DISTILL)
 	$(PYTHON) -m cfgdistill evaluate --teacher $(PIPE_RUNS)/teacher --student $(PIPE_RUNS)/student \
 	    --out docs/results/fashion-pipeline --guidance 2,3,5 --steps 20 --n 500 --overwrite --quiet
+
+# Few-step students (stage 2): progressive rounds 64 -> 1 steps from the demo's student, judged against the teacher
+# at 64 steps into docs/results/fewstep (the demo's models are trained first if missing).
+FEWSTEP ?= --start-steps 64 --rounds 6 --steps-per-round 300 --lr 3e-4
+fewstep: install
+	[ -f $(OUT)/student/cfgdistill.json ] || $(PYTHON) -m cfgdistill demo --out $(OUT) --overwrite
+	$(PYTHON) -m cfgdistill progressive --student $(OUT)/student --out runs/fewstep --overwrite --quiet $(FEWSTEP)
+	$(PYTHON) benchmarks/fewstep.py --models $(OUT) --fewstep runs/fewstep --out docs/results/fewstep

@@ -62,6 +62,7 @@ VALUES = st.one_of(
 REQUIRED = {"out": "out", "model": "{teacher}", "teacher": "{teacher}", "student": "{student}"}
 # small defaults that keep an example cheap; a drawn flag given later overrides them
 CHEAP = {"evaluate": "--n 20 --guidance 1,2 --steps 2", "sample": "--steps 2", "demo": "--n 20 --sample-steps 2"}
+CHEAP["progressive"] = "--start-steps 4 --rounds 2 --steps-per-round 1"
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +116,10 @@ def assert_clean_end(code, err, folders):
 @pytest.fixture
 def cheap(monkeypatch):
     """Training and sampling cut to nothing: the fuzz is about what reaches them, not their arithmetic."""
-    from cfgdistill.pipelines import distill, sample, train
+    from cfgdistill.pipelines import distill, progressive, sample, train
 
-    monkeypatch.setattr(train, "fit", lambda model, *args, **kwargs: model.eval())
-    monkeypatch.setattr(distill, "fit", lambda model, *args, **kwargs: model.eval())
+    for module in (train, distill, progressive):
+        monkeypatch.setattr(module, "fit", lambda model, *args, **kwargs: model.eval())
     monkeypatch.setattr(sample, "denoise", lambda denoiser, sampler, x_T, *args, **kwargs: x_T.tanh())
 
 
