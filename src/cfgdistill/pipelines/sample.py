@@ -82,14 +82,7 @@ def generate(
     grid = list(steps) if isinstance(steps, (list, tuple)) else None
     steps = len(grid) if grid else steps
     n = len(cond) if cond is not None else n
-    if n is None or n <= 0:
-        raise UserError(f"the number of samples must be > 0, got {n}")
-    if steps <= 0:
-        raise UserError(f"steps must be > 0, got {steps}")
-    if steps > process.num_train_timesteps:
-        raise UserError(f"steps ({steps}) exceed the {process.num_train_timesteps} timesteps of the model's schedule")
-    if seed < 0 or seed + n > 2**63:
-        raise UserError(f"seeds {seed} to {seed + n - 1} do not fit a random generator (0 to 2^63 - 1)")
+    check_request_size(process, n, steps, seed)
     if cond is not None and hasattr(model, "config") and not getattr(model.config, "text_dim", None):
         check_labels(cond, model.config.num_classes)
     shape = shape or model.sample_shape
@@ -107,6 +100,17 @@ def generate(
             raise UserError(non_finite_cause(model, s))
         chunks.append(x_0.clamp(-1, 1).cpu())
     return torch.cat(chunks)
+
+
+def check_request_size(process, n, steps: int, seed: int):
+    if n is None or n <= 0:
+        raise UserError(f"the number of samples must be > 0, got {n}")
+    if steps <= 0:
+        raise UserError(f"steps must be > 0, got {steps}")
+    if steps > process.num_train_timesteps:
+        raise UserError(f"steps ({steps}) exceed the {process.num_train_timesteps} timesteps of the model's schedule")
+    if seed < 0 or seed + n > 2**63:
+        raise UserError(f"seeds {seed} to {seed + n - 1} do not fit a random generator (0 to 2^63 - 1)")
 
 
 def non_finite_cause(model, s) -> str:
