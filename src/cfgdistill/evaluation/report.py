@@ -61,10 +61,10 @@ def matches(row: dict, fd_noise_floor: float) -> dict:
 
 def scale_row(judge: Judge, teacher, student, cond, labels, s, config: EvaluateConfig) -> tuple:
     """Both models at one s from the same noise: (figures, {model: images})."""
-    runs = {
-        name: timed_sample(ckpt.model, ckpt.process, cond, s, own_steps(ckpt, steps), config.sampler, config.seed)
-        for name, ckpt, steps in zip(MODELS, (teacher, student), (config.steps,) * 2)
-    }
+    runs = {}
+    for name, ckpt in zip(MODELS, (teacher, student)):
+        steps = own_steps(ckpt, config.steps)  # a few-step student keeps its own grid
+        runs[name] = timed_sample(ckpt.model, ckpt.process, cond, s, steps, config.sampler, config.seed)
     low, high = student.model.config.guidance_range
     row = {
         "s": s,
@@ -141,7 +141,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "class_names": teacher.class_names,
         "samples_per_scale": n,
         "steps": config.steps,
-        "student_steps": len(own_steps(student, [0] * config.steps)),
+        "student_steps": len((student.meta.sampling or {}).get("grid") or range(config.steps)),
         "sampler": config.sampler or teacher.process.default_sampler,
         "seed": config.seed,
         "student_trained_range": list(student.model.config.guidance_range),
