@@ -103,6 +103,11 @@ class Checkpoint:
         return self.meta.kind
 
     @property
+    def grid(self) -> list | None:
+        """A few-step student's own sampling grid (timesteps, descending); None for any other model."""
+        return (self.meta.sampling or {}).get("grid")
+
+    @property
     def num_classes(self) -> int:
         return self.conditioning.num_classes
 

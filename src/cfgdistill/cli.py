@@ -61,7 +61,7 @@ def sample(api, model, config):
     else:
         source = api.load(model)
         student = source.kind == "student"
-        grid = (source.meta.sampling or {}).get("grid")  # a few-step student's own
+        grid = source.grid  # a few-step student's own
         steps = config.steps or (len(grid) if grid else DEFAULT_STEPS)
     images = api.sample(source, config)
     passes = "1 pass" if student or config.s in (0, 1) else "2 passes"

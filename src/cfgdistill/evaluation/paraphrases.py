@@ -37,7 +37,7 @@ def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) 
     splits = prompt_splits(conditioning, prompts, labels[::repeats], summary)
     grids = {"prompts": [p for p, _ in prompts]}
     for name, ckpt in zip(MODELS, (teacher, student)):
-        own = (ckpt.meta.sampling or {}).get("grid") or steps  # a few-step student's own grid
+        own = ckpt.grid or steps  # a few-step student's own grid
         images = timed_sample(ckpt.model, ckpt.process, cond, PARAPHRASE_S, own, sampler, seed).images
         hits = (predict(classifier, images) == labels).float().view(len(prompts), repeats).mean(1)
         summary[f"{name}_accuracy"] = hits.mean().item()

@@ -84,7 +84,7 @@ def scale_row(judge: Judge, teacher, student, cond, labels, s, config: EvaluateC
 
 def own_steps(checkpoint, steps: int):
     """A few-step student's own grid (the teacher keeps `steps`), else `steps`."""
-    return (checkpoint.meta.sampling or {}).get("grid") or steps
+    return checkpoint.grid or steps
 
 
 def make_judge(teacher, config: EvaluateConfig) -> tuple:
@@ -141,7 +141,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "class_names": teacher.class_names,
         "samples_per_scale": n,
         "steps": config.steps,
-        "student_steps": len((student.meta.sampling or {}).get("grid") or range(config.steps)),
+        "student_steps": len(student.grid or range(config.steps)),
         "sampler": config.sampler or teacher.process.default_sampler,
         "seed": config.seed,
         "student_trained_range": list(student.model.config.guidance_range),

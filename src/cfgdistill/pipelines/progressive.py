@@ -27,7 +27,7 @@ DEFAULT_START = 64
 
 def start_grid(student: Checkpoint, config: ProgressiveConfig) -> list:
     """Round 0's grid: the student's recorded one, or the process's deterministic grid of `start_steps`."""
-    recorded = (student.meta.sampling or {}).get("grid")
+    recorded = student.grid
     if recorded and config.start_steps not in (None, len(recorded)):
         raise UserError(
             f"this student samples on its recorded {len(recorded)}-step grid; --start-steps "
@@ -72,7 +72,7 @@ def finished_round(options: RunOptions, run: RunOptions, grid: list, config) -> 
         return None
     done = load(options.out)
     settings = {k: v for k, v in done.meta.training.get("progressive", {}).items() if k != "round"}
-    if (done.meta.sampling or {}).get("grid") != grid or settings != json.loads(json.dumps(asdict(config))):
+    if done.grid != grid or settings != json.loads(json.dumps(asdict(config))):
         raise UserError(f"{options.out} was trained with other round settings: resume with the run's own")
     return done
 

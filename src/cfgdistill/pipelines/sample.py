@@ -31,7 +31,7 @@ DEFAULT_STEPS = 25
 
 def sampling_steps(checkpoint, steps: int | None, sampler: str | None = None):
     """A few-step student's own grid, unless `steps` or `sampler` asks for another (with a warning); else `steps`."""
-    grid = (checkpoint.meta.sampling or {}).get("grid")
+    grid = checkpoint.grid
     if grid and (steps not in (None, len(grid)) or sampler is not None):
         asked = f"{steps or len(grid)} steps" + (f" of {sampler}" if sampler else "")
         warnings.warn(f"this student was distilled to sample on its own {len(grid)}-step grid; sampling {asked}")
