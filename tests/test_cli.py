@@ -62,9 +62,10 @@ def test_fashion_preset_weights_the_distillation_loss_by_t():
 
 def test_the_library_registries_hold_exactly_the_configs_choices():
     from cfgdistill.config import SAMPLERS
+    from cfgdistill.pipelines.sample import STOCHASTIC
     from cfgdistill.processes.vp import SCHEDULERS
 
-    assert tuple(SCHEDULERS) == SAMPLERS
+    assert (*SCHEDULERS, STOCHASTIC) == SAMPLERS
     subcommands = next(a for a in build_parser()._actions if a.dest == "command").choices
     option = lambda command, flag: next(a for a in subcommands[command]._actions if flag in a.option_strings)  # noqa: E731
     assert tuple(option("sample", "--sampler").choices) == tuple(option("evaluate", "--sampler").choices) == SAMPLERS

@@ -130,3 +130,7 @@ def test_sample_uses_the_students_own_grid_one_pass_per_step(stage_one, tmp_path
     assert counter["rows"] == 2 * len(labels)
     assert main(["sample", "--model", str(tmp_path / "p"), "--steps", "4", "--out", str(tmp_path / "y.png")]) == 0
     assert "its own 2-step grid; sampling 4 steps" in capsys.readouterr().err
+    stochastic = ["sample", "--model", str(tmp_path / "p"), "--sampler", "stochastic", "--out", str(tmp_path / "z.png")]
+    assert main(stochastic) == 0
+    out, err = capsys.readouterr()
+    assert "2 steps, 1 pass per step" in out and "own 2-step grid" not in err

@@ -32,7 +32,8 @@ from .settings import (
 )
 
 # Choice lists: the library's registries are checked against these in its tests.
-SAMPLERS = ("ddim", "dpm++", "euler", "heun")  # ddim is VP only
+SAMPLER_HELP = "diffusers scheduler, or Meng's stochastic sampler (default: ddim for VP, euler for flow models)"
+SAMPLERS = ("ddim", "dpm++", "euler", "heun", "stochastic")  # ddim is VP only; stochastic: Meng's Algorithm 3
 PREDICTIONS = ("epsilon", "v_prediction")
 LOSS_SPACES = ("prediction", "eps", "guidance")
 CONDITIONING = ("class", "text")
@@ -185,9 +186,7 @@ class SampleConfig(Settings):
 
     s: float = setting(3.0, "s: 0 unconditional, 1 conditional, > 1 guided", FINITE, flag="--guidance", short="-s")
     steps: int | None = setting(None, "sampling steps (default: a few-step student's own, else 25)", POSITIVE)
-    sampler: str | None = setting(
-        None, "diffusers scheduler (default: ddim for VP models, euler for flow models)", choices=SAMPLERS
-    )
+    sampler: str | None = setting(None, SAMPLER_HELP, choices=SAMPLERS)
     labels: list | None = setting(None, "comma-separated class indices or names, repeated to fill --n", NAMES)
     prompt: list | None = setting(None, "a text prompt (text models); repeat for several columns", PROMPT, repeat=True)
     negative_prompt: str | None = setting(None, "the teacher's negative branch: pred = neg + s*(pos - neg)", PROMPT)
@@ -220,9 +219,7 @@ class EvaluateConfig(Settings):
     guidance: list = setting(list(DEFAULT_GUIDANCE), "comma-separated s values", FLOATS)
     steps: int = setting(25, "sampling steps", POSITIVE)
     n: int = setting(360, "samples per s and model (at most the held-out size)", at_most(MAX_SAMPLES))
-    sampler: str | None = setting(
-        None, "diffusers scheduler (default: ddim for VP models, euler for flow models)", choices=SAMPLERS
-    )
+    sampler: str | None = setting(None, SAMPLER_HELP, choices=SAMPLERS)
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED)
     prompts: Path | None = setting(None, "pipeline pairs: a prompts file (default: the student's own prompts)", PATH)
     out: Path | None = setting(None, "folder for report.json, report.md, plots and grids", PATH, required=True)

@@ -9,12 +9,17 @@ from ..errors import UserError
 from ..guidance import guided
 from ..guidance.denoiser import check_request
 from ..networks import device_of
+from ..processes.stochastic import StochasticSampler
+
+STOCHASTIC = "stochastic"  # Meng et al.'s N-step stochastic sampler, on any model's grid
 
 
-def initial_noise(seeds, shape, device="cpu") -> torch.Tensor:
-    """x_T with each image drawn from its own generator, so an image does not depend on batch size."""
-    images = [torch.randn(shape, generator=torch.Generator().manual_seed(int(seed))) for seed in seeds]
-    return torch.stack(images).to(device)
+def initial_noise(seeds, shape, device="cpu", generators: list | None = None) -> torch.Tensor:
+    """x_T with each image drawn from its own generator, so an image does not depend on batch size.
+    `generators` (one per seed, seeded here) go on to draw that image's later noise."""
+    generators = generators if generators is not None else []
+    generators[:] = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+    return torch.stack([torch.randn(shape, generator=g) for g in generators]).to(device)
 
 
 def check_labels(labels, num_classes: int):
@@ -32,7 +37,7 @@ DEFAULT_STEPS = 25
 def sampling_steps(checkpoint, steps: int | None, sampler: str | None = None):
     """A few-step student's own grid, unless `steps` or `sampler` asks for another (with a warning); else `steps`."""
     grid = checkpoint.grid
-    if grid and (steps not in (None, len(grid)) or sampler is not None):
+    if grid and (steps not in (None, len(grid)) or sampler not in (None, STOCHASTIC)):
         asked = f"{steps or len(grid)} steps" + (f" of {sampler}" if sampler else "")
         warnings.warn(f"this student was distilled to sample on its own {len(grid)}-step grid; sampling {asked}")
         return steps or len(grid)
@@ -91,15 +96,25 @@ def generate(
     chunks = []
     for start in tqdm(range(0, n, batch_size), desc="batches", disable=not progress or n <= batch_size):
         stop = min(n, start + batch_size)
-        x_T = initial_noise(range(seed + start, seed + stop), shape, device)
+        generators = []
+        x_T = initial_noise(range(seed + start, seed + stop), shape, device, generators)
         part, neg = (None if c is None else c[start:stop].to(device) for c in (cond, negative))
         denoiser = guided(model, s, rule, neg)
-        schedule = process.grid_sampler(grid) if grid else process.sampler(sampler)
-        x_0 = denoise(denoiser, schedule, x_T, part, None if grid else steps, progress, callback)
+        schedule = scheduler_for(process, sampler, grid, steps, generators)
+        count = None if grid or sampler == STOCHASTIC else steps  # None: the schedule's timesteps are set
+        x_0 = denoise(denoiser, schedule, x_T, part, count, progress, callback)
         if not torch.isfinite(x_0).all():
             raise UserError(non_finite_cause(model, s))
         chunks.append(x_0.clamp(-1, 1).cpu())
     return torch.cat(chunks)
+
+
+def scheduler_for(process, sampler: str | None, grid: list | None, steps: int, generators: list):
+    """Meng's stochastic sampler on `grid` (or the process's deterministic grid of `steps`), the deterministic
+    sampler on a recorded grid, or the named diffusers scheduler."""
+    if sampler == STOCHASTIC:
+        return StochasticSampler(process, grid or process.grid(steps), generators)
+    return process.grid_sampler(grid) if grid else process.sampler(sampler)
 
 
 def check_request_size(process, n, steps: int, seed: int):

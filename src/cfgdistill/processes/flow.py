@@ -115,6 +115,11 @@ class RectifiedFlow:
         sampler.set_timesteps(sigmas=[t / self.num_train_timesteps for t in grid])
         return sampler
 
+    def alpha_sigma(self, t: torch.Tensor) -> tuple:
+        """(1 − σ, σ) as columns for images: x_t = (1 − σ)·x_0 + σ·eps."""
+        sigma = self.sigma(t).view(-1, 1, 1, 1)
+        return 1 - sigma, sigma
+
     def jump(self, x_a, v, t_a, t_b):
         """One Euler step: x_b = x_a + (σ_b − σ_a)·v."""
         return x_a + (self.sigma(t_b) - self.sigma(t_a)).to(x_a.device).view(-1, 1, 1, 1) * v

@@ -19,7 +19,7 @@ SCHEDULERS = {
     "euler": EulerDiscreteScheduler,
     "heun": HeunDiscreteScheduler,  # 2nd order: two passes per step but the last
 }
-assert tuple(SCHEDULERS) == SAMPLERS
+assert (*SCHEDULERS, "stochastic") == SAMPLERS  # stochastic: pipelines.sample.scheduler_for
 
 
 class VP:
