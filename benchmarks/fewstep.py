@@ -12,34 +12,23 @@ import statistics
 import time
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-
-from cfgdistill import EvaluateConfig, load  # noqa: E402
-from cfgdistill.evaluation.classifier import predict  # noqa: E402
-from cfgdistill.evaluation.machine import machine_record  # noqa: E402
-from cfgdistill.evaluation.metrics import paired_gap_se  # noqa: E402
-from cfgdistill.evaluation.report import judge_for  # noqa: E402
-from cfgdistill.images import labelled_panels, save_image  # noqa: E402
-from cfgdistill.pipelines.sample import generate  # noqa: E402
+from cfgdistill import EvaluateConfig, load
+from cfgdistill.evaluation.classifier import predict
+from cfgdistill.evaluation.machine import machine_record
+from cfgdistill.evaluation.metrics import paired_gap_se
+from cfgdistill.evaluation.nfe import NFE_S, nfe_curves, plot_nfe
+from cfgdistill.evaluation.report import GATES, judge_for, matches
+from cfgdistill.images import labelled_panels, save_image
+from cfgdistill.pipelines.sample import generate
 
 GATE_S = (1.0, 2.0, 3.0, 5.0)
-NFE_S = 3.0  # the s of the FD-against-NFE plot
 TEACHER_STEPS = 64
-BASELINE_STEPS = (8, 16, 32, 64)
 GRID_S, GRID_STEPS = (1.0, 3.0, 5.0), (8, 4, 2, 1)
-FD_RATIO, ACCURACY_POINTS = 1.25, 2.0  # the few-step gates: FD within 25% (or the noise floor), accuracy 2 points
-
-
-def fewstep_matches(row: dict, floor: float) -> dict:
-    t, s = row["teacher"], row["student"]
-    return {
-        "fd": s["fd"] <= t["fd"] + max((FD_RATIO - 1) * t["fd"], floor),
-        "accuracy": abs(s["accuracy"] - t["accuracy"]) <= ACCURACY_POINTS / 100,
-    }
+FD_RATIO, ACCURACY_GAP = GATES["few-step"]  # FD within 25% (or the noise floor), accuracy within 2 points
+GATE = {"fd_ratio": FD_RATIO, "accuracy_gap": ACCURACY_GAP}
+STOCHASTIC_STEPS = (1, 2, 4)  # Meng's stochastic sampler against the deterministic one
 
 
 class Bench:
@@ -55,10 +44,11 @@ class Bench:
         self.cond = teacher.conditioning.encode(labels=self.labels)
         self.drawn = {}
 
-    def draw(self, name: str, ckpt, s: float, steps):
-        key = (name, s, len(steps) if isinstance(steps, list) else steps)
+    def draw(self, name: str, ckpt, s: float, steps, sampler=None):
+        key = (name, s, len(steps) if isinstance(steps, list) else steps, sampler)
         if key not in self.drawn:
-            self.drawn[key] = generate(ckpt.model, ckpt.process, self.cond, s=s, steps=steps, batch_size=500)
+            images = generate(ckpt.model, ckpt.process, self.cond, s=s, steps=steps, sampler=sampler, batch_size=500)
+            self.drawn[key] = images
         return self.drawn[key]
 
     def quality(self, images) -> dict:
@@ -70,7 +60,7 @@ def gate_rows(bench: Bench, teacher, stage1, students: dict) -> list:
     rows = []
     models = [(64, "stage-1 student", stage1, TEACHER_STEPS)]
     for n in sorted(students, reverse=True):
-        models.append((n, f"round-{n}", students[n], students[n].meta.sampling["grid"]))
+        models.append((n, f"round-{n}", students[n], students[n].grid))
     for steps, name, student, grid in models:
         for s in GATE_S:
             t_images, s_images = bench.draw("teacher", teacher, s, TEACHER_STEPS), bench.draw(name, student, s, grid)
@@ -78,34 +68,23 @@ def gate_rows(bench: Bench, teacher, stage1, students: dict) -> list:
             row["student"] = bench.quality(s_images)
             hits = [predict(bench.judge.classifier, x) == bench.labels for x in (t_images, s_images)]
             row["accuracy_gap_se"] = paired_gap_se(*hits)
-            row["student_matches"] = fewstep_matches(row, bench.floor)
+            row["student_matches"] = matches(row, bench.floor, GATE)
             rows.append(row)
     return rows
 
 
-def nfe_curves(bench: Bench, teacher, stage1, students: dict) -> dict:
-    """FD and accuracy at s = 3 against network evaluations per image."""
-    curves = {"CFG teacher": [], "stage-1 student": [], "few-step students": []}
-    for steps in BASELINE_STEPS:
-        for name, ckpt, passes in (("CFG teacher", teacher, 2), ("stage-1 student", stage1, 1)):
-            q = bench.quality(bench.draw(name, ckpt, NFE_S, steps))
-            curves[name].append({"steps": steps, "nfe": passes * steps, **q})
-    for steps, student in sorted(students.items()):
-        q = bench.quality(bench.draw(f"round-{steps}", student, NFE_S, student.meta.sampling["grid"]))
-        curves["few-step students"].append({"steps": steps, "nfe": steps, **q})
-    return curves
-
-
-def plot_nfe(curves: dict, floor: float, path: Path):
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name, points in curves.items():
-        ax.plot([p["nfe"] for p in points], [p["fd"] for p in points], "o-", label=name)
-    ax.axhline(floor, color="grey", ls=":", label="FD noise floor")
-    ax.set(xscale="log", xlabel="network evaluations per image", ylabel=f"FD at s = {NFE_S:g}")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def samplers(bench: Bench, students: dict) -> list:
+    """FD and accuracy of the 1-, 2- and 4-step students with the deterministic and the stochastic sampler."""
+    rows = []
+    for steps in (n for n in STOCHASTIC_STEPS if n in students):
+        student = students[steps]
+        for s in GATE_S:
+            row = {"student_steps": steps, "s": s}
+            for sampler in ("deterministic", "stochastic"):
+                images = bench.draw(f"round-{steps}", student, s, student.grid, None if sampler[0] == "d" else sampler)
+                row[sampler] = bench.quality(images)
+            rows.append(row)
+    return rows
 
 
 def speed(teacher, student, cond, repeats: int = 5) -> dict:
@@ -113,7 +92,7 @@ def speed(teacher, student, cond, repeats: int = 5) -> dict:
     ratios, rates = [], {"teacher": [], "student": []}
     for _ in range(repeats):
         for name, ckpt, steps in (("teacher", teacher, TEACHER_STEPS), ("student", student, None)):
-            steps = steps or student.meta.sampling["grid"]
+            steps = steps or student.grid
             start = time.perf_counter()
             generate(ckpt.model, ckpt.process, cond, s=NFE_S, steps=steps, batch_size=len(cond))
             rates[name].append(len(cond) / (time.perf_counter() - start))
@@ -127,7 +106,7 @@ def grids(bench: Bench, teacher, students: dict, path: Path):
     panels = {f"teacher, {TEACHER_STEPS} steps": [bench.draw("teacher", teacher, s, TEACHER_STEPS)[:k] for s in GRID_S]}
     for steps in (n for n in GRID_STEPS if n in students):
         student = students[steps]
-        drawn = [bench.draw(f"round-{steps}", student, s, student.meta.sampling["grid"])[:k] for s in GRID_S]
+        drawn = [bench.draw(f"round-{steps}", student, s, student.grid)[:k] for s in GRID_S]
         panels[f"{steps} step{'s' * (steps > 1)}"] = drawn
     rows = [f"s={s:g}" for s in GRID_S]
     panels = {title: torch.stack(x) for title, x in panels.items()}
@@ -146,12 +125,23 @@ def markdown(report: dict) -> str:
             f"{200 * r['accuracy_gap_se']:.1f} | {'yes' if ok['fd'] else 'no'}, {'yes' if ok['accuracy'] else 'no'} |"
         )
     tail = f"\n\nGates: FD <= {FD_RATIO}x the teacher's or within the noise floor ({report['fd_noise_floor']:.2f}), "
-    tail += f"accuracy within {ACCURACY_POINTS:g} points; {report['n']} samples per s."
+    tail += f"accuracy within {100 * ACCURACY_GAP:g} points; {report['n']} samples per s."
     if report["speed"]:
         sp = report["speed"]
         tail += f" The 4-step student draws {sp['ratio_median']:.1f}x the samples/s of the 64-step CFG teacher"
         tail += f" (median of {len(sp['ratios'])}, interleaved)."
-    return "\n".join(lines) + tail + "\n"
+    return "\n".join(lines) + tail + "\n\n" + "\n".join(sampler_lines(report["samplers"])) + "\n"
+
+
+def sampler_lines(rows: list) -> list:
+    lines = ["| steps | s | FD deterministic / stochastic | accuracy deterministic / stochastic |", "| --- " * 4 + "|"]
+    for r in rows:
+        d, st = r["deterministic"], r["stochastic"]
+        lines.append(
+            f"| {r['student_steps']} | {r['s']:g} | {d['fd']:.2f} / {st['fd']:.2f} | "
+            f"{100 * d['accuracy']:.1f}% / {100 * st['accuracy']:.1f}% |"
+        )
+    return lines
 
 
 def main():
@@ -162,13 +152,14 @@ def main():
     parser.add_argument("--n", type=int, default=500)
     args = parser.parse_args()
     teacher, stage1 = load(Path(args.models) / "teacher"), load(Path(args.models) / "student")
-    students = {len(c.meta.sampling["grid"]): c for c in map(load, Path(args.fewstep).glob("rounds/steps-*"))}
+    students = {len(c.grid): c for c in map(load, Path(args.fewstep).glob("rounds/steps-*"))}
     bench, out = Bench(teacher, args.n), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report = {"n": bench.n, "teacher_steps": TEACHER_STEPS, "fd_noise_floor": bench.floor}
     report["speed"] = speed(teacher, students[4], bench.cond) if 4 in students else None
     report["gates"] = gate_rows(bench, teacher, stage1, students)
-    report["fd_vs_nfe"] = nfe_curves(bench, teacher, stage1, students)
+    report["fd_vs_nfe"] = nfe_curves(bench.quality, bench.draw, teacher, stage1, students)
+    report["samplers"] = samplers(bench, students)
     report["classifier_held_out_accuracy"] = bench.classifier_accuracy
     report["progressive"] = students[min(students)].meta.training["progressive"]
     report["machine"] = machine_record()

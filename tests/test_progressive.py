@@ -134,3 +134,27 @@ def test_sample_uses_the_students_own_grid_one_pass_per_step(stage_one, tmp_path
     assert main(stochastic) == 0
     out, err = capsys.readouterr()
     assert "2 steps, 1 pass per step" in out and "own 2-step grid" not in err
+
+
+def test_evaluate_a_fewstep_student_against_the_teacher_at_its_start_steps(stage_one, tmp_path):
+    from cfgdistill import load
+    from cfgdistill.evaluation.nfe import fewstep_family
+
+    args = ["progressive", "--student", str(stage_one / "student"), "--start-steps", "8", "--rounds", "2"]
+    assert main([*args, "--steps-per-round", "1", *QUIET, "--out", str(tmp_path / "p")]) == 0
+    evaluate = ["evaluate", "--teacher", str(stage_one / "teacher"), "--student", str(tmp_path / "p")]
+    assert main([*evaluate, "--guidance", "3", "--n", "20", "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["steps"] == 8 and report["student_steps"] == 2
+    assert report["gate"] == {"fd_ratio": 1.25, "accuracy_gap": 0.02}
+    curves = report["fd_vs_nfe"]["curves"]
+    assert [p["nfe"] for p in curves["CFG teacher"]] == [16, 32, 64, 128]
+    assert [p["nfe"] for p in curves["stage-1 student"]] == [8, 16, 32, 64]
+    assert [p["nfe"] for p in curves["few-step students"]] == [2, 4]
+    assert (tmp_path / "e" / "fd_vs_nfe.png").is_file() and "network evaluations" in (
+        tmp_path / "e" / "report.md"
+    ).read_text()
+    student = load(tmp_path / "p")
+    student.meta.training["stage1"] = str(tmp_path / "moved")
+    stage1, rounds = fewstep_family(student)
+    assert stage1 is None and sorted(rounds) == [2, 4]

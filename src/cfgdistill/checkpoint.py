@@ -108,6 +108,13 @@ class Checkpoint:
         return (self.meta.sampling or {}).get("grid")
 
     @property
+    def start_steps(self) -> int | None:
+        """A few-step student's round-0 step count, where its CFG teacher is measured; None for other models."""
+        if not self.grid:
+            return None
+        return len(self.grid) * 2 ** (self.meta.training["progressive"]["round"] + 1)
+
+    @property
     def num_classes(self) -> int:
         return self.conditioning.num_classes
 

@@ -217,7 +217,9 @@ class EvaluateConfig(Settings):
     """Quality against s for teacher and student, at the same noise, labels and sampler."""
 
     guidance: list = setting(list(DEFAULT_GUIDANCE), "comma-separated s values", FLOATS)
-    steps: int = setting(25, "sampling steps", POSITIVE)
+    steps: int | None = setting(
+        None, "sampling steps (default 25; a few-step student's teacher: the steps its rounds started from)", POSITIVE
+    )
     n: int = setting(360, "samples per s and model (at most the held-out size)", at_most(MAX_SAMPLES))
     sampler: str | None = setting(None, SAMPLER_HELP, choices=SAMPLERS)
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED)

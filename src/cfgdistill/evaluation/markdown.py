@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..images import labelled_panels, save_image
 from ..io import staged, write_text
+from .nfe import plot_nfe
 from .paraphrases import MODELS, PARAPHRASE_S
 from .plots import plot_report
 
@@ -28,10 +29,13 @@ def markdown(report: dict) -> str:
         lines += paraphrase_lines(report["held_out_paraphrases"])
     if "speed" in report:
         lines += ["", *speed_lines(report["speed"])]
+    if report.get("fd_vs_nfe"):
+        lines += ["", *nfe_lines(report["fd_vs_nfe"])]
     return "\n".join(lines) + "\n"
 
 
 def header_lines(report: dict) -> list:
+    gate = report.get("gate", {"fd_ratio": 1.10, "accuracy_gap": 0.01})
     return [
         f"# Teacher (CFG) vs student on {report['dataset']}",
         "",
@@ -43,7 +47,8 @@ def header_lines(report: dict) -> list:
         f"its noise floor (FD between two disjoint real sets of that size) is {report['fd_noise_floor']:.2f}. "
         f"The student was distilled on s in {report['student_trained_range']}. It matches the teacher at an s "
         "when its FD is "
-        "at most the teacher's plus the larger of 10% and the noise floor, and its accuracy is within 1 point. "
+        f"at most the teacher's plus the larger of {100 * (gate['fd_ratio'] - 1):.0f}% and the noise floor, and its "
+        f"accuracy is within {100 * gate['accuracy_gap']:g} point{'s' * (gate['accuracy_gap'] != 0.01)}. "
         "The accuracy gap's ± is twice the standard error of the paired difference (both models see the same "
         "noise and labels); "
         "the largest class gap is the class whose own accuracy gap, in points, is largest in size; "
@@ -119,6 +124,18 @@ def paraphrase_lines(h: dict) -> list:
     return lines
 
 
+def nfe_lines(nfe: dict) -> list:
+    lines = [f"## FD against network evaluations per image, s = {nfe['s']:g} (fd_vs_nfe.png)", ""]
+    lines += ["| model | steps | NFE | FD | accuracy |", "| --- | --- | --- | --- | --- |"]
+    for name, points in nfe["curves"].items():
+        lines += [
+            f"| {name} | {p['steps']} | {p['nfe']} | {p['fd']:.2f} | {100 * p['accuracy']:.1f}% |" for p in points
+        ]
+    if nfe["stage1"] is None:
+        lines += ["", "The stage-1 student the rounds started from was not found: its curve is left out."]
+    return lines
+
+
 def speed_lines(v: dict) -> list:
     """The speed measurements of `benchmarks/run.py` as a markdown heading and table."""
     return [
@@ -151,6 +168,9 @@ def write_report(evaluation, out) -> None:
         write_text(stage / "report.json", json.dumps(report, indent=2) + "\n")
         write_text(stage / "report.md", markdown(report))
         plot_report(report, stage)
+        if report.get("fd_vs_nfe"):
+            nfe = report["fd_vs_nfe"]
+            plot_nfe(nfe["curves"], report["fd_noise_floor"], stage / "fd_vs_nfe.png", nfe["s"])
         rows = [f"s={r['s']:g}" + ("*" if r["extrapolated"] else "") for r in report["rows"]]
         panels = {"teacher: CFG": grids["teacher"], "student: 1 pass (* extrapolated s)": grids["student"]}
         save_image(labelled_panels(panels, rows, names), stage / "samples.png")

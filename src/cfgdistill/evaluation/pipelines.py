@@ -12,6 +12,7 @@ by that dataset's classifier: FD, accuracy and the project's gates. No other jud
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -23,6 +24,7 @@ from ..data.captions import captions
 from ..errors import UserError
 from ..images import labelled_panels, save_image
 from ..io import staged, write_text
+from ..pipelines.sample import DEFAULT_STEPS
 from ..pretrained.build import DOMAIN
 from ..pretrained.export import RECORD
 from ..pretrained.families import FAMILIES
@@ -33,11 +35,12 @@ from .classifier import predict
 from .compare import paired_error
 from .machine import machine_record
 from .metrics import paired_gap_se
-from .report import judge_for, matches
+from .report import GATES, judge_for, matches
 
 BATCH = 100  # images per pipeline call
 COLUMNS = 10  # prompts shown in the grids
 CELL = (32, 128)  # the grids' smallest and largest cell in pixels
+STAGE1_GATE = dict(zip(("fd_ratio", "accuracy_gap"), GATES["stage-1"]))
 
 
 class Stock:
@@ -117,7 +120,7 @@ class DomainJudge:
             row[name] |= self.judge.quality(x, self.labels)
             hits.append(predict(self.judge.classifier, x) == self.labels)
         row["accuracy_gap_se"] = paired_gap_se(*hits)  # the gap's spread from sampling alone
-        row["student_matches"] = matches(row, self.floor)
+        row["student_matches"] = matches(row, self.floor, STAGE1_GATE)
 
 
 def draw(models: dict, prompts: list, s: float, config: EvaluateConfig) -> dict:
@@ -133,6 +136,7 @@ def evaluate_pipelines(teacher, student, config: EvaluateConfig) -> tuple:
     """(report, {s: {model: images}}) for a teacher pipeline and its student, at every s of `config.guidance`."""
     if config.sampler is not None:
         raise UserError("a pipeline samples with its own scheduler; --sampler applies to cfgdistill checkpoints")
+    config = replace(config, steps=config.steps or DEFAULT_STEPS)
     teacher, student = pair(teacher, student)
     prompts = prompts_of(student, config)
     domain = json.loads((teacher / DOMAIN).read_text()) if (teacher / DOMAIN).is_file() else None

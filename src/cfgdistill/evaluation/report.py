@@ -1,6 +1,6 @@
 """`evaluate`: quality against guidance scale for teacher (guided) and student, side by side."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 from ..config import EvaluateConfig
 from ..data import load_dataset
 from ..errors import UserError
+from ..pipelines.sample import DEFAULT_STEPS, generate
 from .classifier import load_classifier, predict
 from .compare import nearest_scale, paired_error, timed_sample
 from .metrics import (
@@ -19,6 +20,7 @@ from .metrics import (
     precision_recall,
     within_class_distance,
 )
+from .nfe import CURVES, NFE_S, fewstep_family, nfe_curves
 from .paraphrases import MODELS, PARAPHRASE_S, encoder_limit, held_out_paraphrases
 
 
@@ -49,13 +51,22 @@ class Judge:
         }
 
 
-def matches(row: dict, fd_noise_floor: float) -> dict:
-    """The student matches the teacher when its FD is within 10% or within the noise floor, and accuracy within
-    1 point."""
+# (FD ratio, accuracy gap): a one-pass student matches its teacher at the same steps within 10% and 1 point; a
+# few-step student, against the teacher at the steps its rounds started from, within 25% and 2 points.
+GATES = {"stage-1": (1.10, 0.01), "few-step": (1.25, 0.02)}
+
+
+def gate_of(student) -> dict:
+    return dict(zip(("fd_ratio", "accuracy_gap"), GATES["few-step" if student.grid else "stage-1"]))
+
+
+def matches(row: dict, fd_noise_floor: float, gate: dict) -> dict:
+    """The student matches the teacher when its FD is within the gate's ratio or the noise floor, and its
+    accuracy within the gate's points."""
     t, s = row["teacher"], row["student"]
     return {
-        "fd": s["fd"] <= t["fd"] + max(0.10 * t["fd"], fd_noise_floor),
-        "accuracy": abs(s["accuracy"] - t["accuracy"]) <= 0.01,
+        "fd": s["fd"] <= t["fd"] + max((gate["fd_ratio"] - 1) * t["fd"], fd_noise_floor),
+        "accuracy": abs(s["accuracy"] - t["accuracy"]) <= gate["accuracy_gap"] + 1e-9,
     }
 
 
@@ -87,6 +98,19 @@ def own_steps(checkpoint, steps: int):
     return checkpoint.grid or steps
 
 
+def fewstep_curves(judge, teacher, student, cond, labels, config, drawn: dict) -> dict:
+    """FD against network evaluations at s = 3 for the teacher, the stage-1 student and every round."""
+    stage1, rounds = fewstep_family(student)
+
+    def draw(name, ckpt, s, steps):
+        if name == CURVES[0] and steps == config.steps and s in drawn["teacher"]:
+            return drawn["teacher"][s]  # already drawn for the rows
+        return generate(ckpt.model, ckpt.process, cond, s=s, steps=steps, sampler=config.sampler, seed=config.seed)
+
+    curves = nfe_curves(lambda images: judge.quality(images, labels), draw, teacher, stage1, rounds)
+    return {"s": NFE_S, "stage1": str(stage1.path) if stage1 else None, "curves": curves}
+
+
 def make_judge(teacher, config: EvaluateConfig) -> tuple:
     """(judge, n, the real held-out split, a disjoint real set of n for the FD noise floor, classifier accuracy)."""
     data = teacher.meta.data
@@ -112,6 +136,7 @@ def judge_for(data_name: str, image_shape: tuple, num_classes: int, config: Eval
 def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluation:
     """Metrics per s for teacher and student at the same steps, seeds and labels, against the held-out real split."""
     config = (config or EvaluateConfig()).validate()
+    config = replace(config, steps=config.steps or student.start_steps or DEFAULT_STEPS)
     judge, n, real, floor_set, classifier_accuracy = make_judge(teacher, config)
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
     cond = teacher.conditioning.encode(labels=labels)  # a text model gets each class's first prompt
@@ -124,7 +149,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
             images[name][s] = samples[name]
     floor = judge.fd(floor_set)
     for row in rows:
-        row["student_matches"] = matches(row, floor)
+        row["student_matches"] = matches(row, floor, gate_of(student))
         row["nearest_teacher_s"] = nearest_scale(images["student"][row["s"]], images["teacher"])
     paraphrases, paraphrase_grids = None, None
     if teacher.conditioning.kind == "text":
@@ -142,6 +167,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "samples_per_scale": n,
         "steps": config.steps,
         "student_steps": len(student.grid or range(config.steps)),
+        "gate": gate_of(student),
         "sampler": config.sampler or teacher.process.default_sampler,
         "seed": config.seed,
         "student_trained_range": list(student.model.config.guidance_range),
@@ -150,5 +176,6 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "fd_noise_floor": floor,
         "rows": rows,
         "held_out_paraphrases": paraphrases,
+        "fd_vs_nfe": fewstep_curves(judge, teacher, student, cond, labels, config, images) if student.grid else None,
     }
     return Evaluation(report, {name: torch.stack(g) for name, g in grids.items()}, paraphrase_grids)

@@ -77,7 +77,7 @@ def finished_round(options: RunOptions, run: RunOptions, grid: list, config) -> 
     return done
 
 
-def run_round(teacher: Checkpoint, grid: list, config, run: RunOptions, dataset, index: int) -> Checkpoint:
+def run_round(teacher: Checkpoint, grid: list, config, run: RunOptions, dataset, index: int, stage1) -> Checkpoint:
     """One round: a copy of `teacher` learns to land in one step on `grid[::2]` where `teacher` lands in two."""
     half = grid[::2]
     options = round_options(run, len(half))
@@ -92,6 +92,7 @@ def run_round(teacher: Checkpoint, grid: list, config, run: RunOptions, dataset,
     with RunFolder(options) as folder:
         fit(student, objective, dataset, config, options, identity)
         training = {"teacher": teacher.meta.training, "progressive": asdict(config) | {"round": index}}
+        training["stage1"] = stage1  # the guidance-distilled student the rounds started from
         result = Checkpoint.create(
             student.cpu(),
             teacher.process,
@@ -113,11 +114,12 @@ def progressive(student, config: ProgressiveConfig, run: RunOptions | None = Non
     student = student if isinstance(student, Checkpoint) else load(student)
     check_student(student, run)
     grid = start_grid(student, config)
+    stage1 = student.meta.training.get("stage1") or (str(Path(student.path).resolve()) if student.path else None)
     with RunFolder(run) as folder:
         data = student.meta.data
         dataset = load_dataset(data.name, "train", image_shape=tuple(data.image_shape))
         for index in range(config.rounds):
-            student = run_round(student, grid, config, run, dataset, index)
+            student = run_round(student, grid, config, run, dataset, index, stage1)
             grid = grid[::2]
         folder.save(student)
     return student
