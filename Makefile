@@ -61,8 +61,13 @@ fashion-pipeline: install data
 
 # Few-step students (stage 2): progressive rounds 64 -> 1 steps from the demo's student, judged against the teacher
 # at 64 steps into docs/results/fewstep (the demo's models are trained first if missing).
+# `make fewstep OBJECTIVE=flow`: the same from digits models trained by rectified flow, into fewstep-flow.
 FEWSTEP ?= --start-steps 64 --rounds 6 --steps-per-round 300 --lr 3e-4
+FEWSTEP_MODELS := $(if $(OBJECTIVE),runs/digits$(SUFFIX),$(OUT))
 fewstep: install
-	[ -f $(OUT)/student/cfgdistill.json ] || $(PYTHON) -m cfgdistill demo --out $(OUT) --overwrite
-	$(PYTHON) -m cfgdistill progressive --student $(OUT)/student --out runs/fewstep --overwrite --quiet $(FEWSTEP)
-	$(PYTHON) benchmarks/fewstep.py --models $(OUT) --fewstep runs/fewstep --out docs/results/fewstep
+	[ -f $(FEWSTEP_MODELS)/student/cfgdistill.json ] || \
+	    $(PYTHON) -m cfgdistill demo --out $(FEWSTEP_MODELS) --overwrite $(if $(OBJECTIVE),--objective $(OBJECTIVE))
+	$(PYTHON) -m cfgdistill progressive --student $(FEWSTEP_MODELS)/student --out runs/fewstep$(SUFFIX) \
+	    --overwrite --quiet $(FEWSTEP)
+	$(PYTHON) benchmarks/fewstep.py --models $(FEWSTEP_MODELS) --fewstep runs/fewstep$(SUFFIX) \
+	    --out docs/results/fewstep$(SUFFIX)

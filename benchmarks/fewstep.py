@@ -17,7 +17,7 @@ import torch
 from cfgdistill import EvaluateConfig, load
 from cfgdistill.evaluation.classifier import predict
 from cfgdistill.evaluation.machine import machine_record
-from cfgdistill.evaluation.metrics import paired_gap_se
+from cfgdistill.evaluation.metrics import FrechetDistance, paired_gap_se
 from cfgdistill.evaluation.nfe import NFE_S, nfe_curves, plot_nfe
 from cfgdistill.evaluation.report import GATES, judge_for, matches
 from cfgdistill.images import labelled_panels, save_image
@@ -73,16 +73,17 @@ def gate_rows(bench: Bench, teacher, stage1, students: dict) -> list:
     return rows
 
 
-def samplers(bench: Bench, students: dict) -> list:
-    """FD and accuracy of the 1-, 2- and 4-step students with the deterministic and the stochastic sampler."""
+def samplers(bench: Bench, teacher, students: dict) -> list:
+    """The 1-, 2- and 4-step students with the deterministic and the stochastic sampler: FD to real data,
+    accuracy, and FD to the 64-step teacher's own samples at that s (how closely each follows the teacher)."""
     rows = []
-    for steps in (n for n in STOCHASTIC_STEPS if n in students):
-        student = students[steps]
-        for s in GATE_S:
-            row = {"student_steps": steps, "s": s}
+    for s in GATE_S:
+        to_teacher = FrechetDistance(bench.judge.classifier, bench.draw("teacher", teacher, s, TEACHER_STEPS))
+        for steps in (n for n in STOCHASTIC_STEPS if n in students):
+            student, row = students[steps], {"student_steps": steps, "s": s}
             for sampler in ("deterministic", "stochastic"):
                 images = bench.draw(f"round-{steps}", student, s, student.grid, None if sampler[0] == "d" else sampler)
-                row[sampler] = bench.quality(images)
+                row[sampler] = bench.quality(images) | {"fd_to_teacher": to_teacher(images)}
             rows.append(row)
     return rows
 
@@ -134,12 +135,13 @@ def markdown(report: dict) -> str:
 
 
 def sampler_lines(rows: list) -> list:
-    lines = ["| steps | s | FD deterministic / stochastic | accuracy deterministic / stochastic |", "| --- " * 4 + "|"]
-    for r in rows:
+    lines = ["| steps | s | FD to the teacher's samples, deterministic / stochastic | FD to real data | accuracy |"]
+    lines.append("| --- " * 5 + "|")
+    for r in sorted(rows, key=lambda r: (r["student_steps"], r["s"])):
         d, st = r["deterministic"], r["stochastic"]
         lines.append(
-            f"| {r['student_steps']} | {r['s']:g} | {d['fd']:.2f} / {st['fd']:.2f} | "
-            f"{100 * d['accuracy']:.1f}% / {100 * st['accuracy']:.1f}% |"
+            f"| {r['student_steps']} | {r['s']:g} | {d['fd_to_teacher']:.2f} / {st['fd_to_teacher']:.2f} | "
+            f"{d['fd']:.2f} / {st['fd']:.2f} | {100 * d['accuracy']:.1f}% / {100 * st['accuracy']:.1f}% |"
         )
     return lines
 
@@ -159,7 +161,7 @@ def main():
     report["speed"] = speed(teacher, students[4], bench.cond) if 4 in students else None
     report["gates"] = gate_rows(bench, teacher, stage1, students)
     report["fd_vs_nfe"] = nfe_curves(bench.quality, bench.draw, teacher, stage1, students)
-    report["samplers"] = samplers(bench, students)
+    report["samplers"] = samplers(bench, teacher, students)
     report["classifier_held_out_accuracy"] = bench.classifier_accuracy
     report["progressive"] = students[min(students)].meta.training["progressive"]
     report["machine"] = machine_record()

@@ -245,6 +245,7 @@ class DemoConfig(Settings):
     """Train, distill and compare on the bundled digits."""
 
     out: Path | None = setting(None, "output folder", PATH, required=True)
+    objective: str = setting("vp", "forward process of the teacher: vp or flow", choices=OBJECTIVES)
     train_steps: int = setting(1200, "teacher training steps", POSITIVE)
     distill_steps: int = setting(600, "distillation steps", POSITIVE)
     sample_steps: int = setting(25, "sampling steps of the comparison", POSITIVE)

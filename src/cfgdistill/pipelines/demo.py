@@ -23,7 +23,7 @@ def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out)
     check_output_dir(out, config.overwrite)
     quiet, started = config.quiet, time.perf_counter()
-    teacher = train_teacher(TrainConfig(steps=config.train_steps), RunOptions(quiet=quiet))
+    teacher = train_teacher(TrainConfig(steps=config.train_steps, objective=config.objective), RunOptions(quiet=quiet))
     teacher.save(out / "teacher", overwrite=True)
     trained = time.perf_counter()
     student = distill(teacher, DistillConfig(steps=config.distill_steps), RunOptions(quiet=quiet))
