@@ -18,6 +18,7 @@ from .evaluation.markdown import write_report
 from .evaluation.pipelines import COLUMNS, evaluate_pipelines, write_pipeline_report
 from .evaluation.report import Evaluation
 from .evaluation.report import evaluate as evaluate_pair
+from .guidance import parse_options, rule_options
 from .images import tile, write_array
 from .io import WRITE_ERRORS, check_file_output, check_output_dir, why, write_all
 from .pipelines.distill import distill
@@ -92,13 +93,15 @@ def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -
         images, columns, _ = sample_pipeline(model, config)
         return write_samples(images, columns, config, cell=max(32, images.shape[-1]))
     checkpoint = _checkpoint(model)
+    rule, options = sampling_rule(checkpoint, config)
     cond, negative, columns = conditions(checkpoint, config)
     images = generate(
         checkpoint.model,
         checkpoint.process,
         cond,
         s=config.s,
-        rule=checkpoint.meta.guidance.rule,
+        rule=rule,
+        options=options,
         steps=sampling_steps(checkpoint, config.steps, config.sampler),
         sampler=config.sampler,
         seed=config.seed,
@@ -107,6 +110,19 @@ def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -
         progress=not config.quiet,
     )
     return write_samples(images, columns, config)
+
+
+def sampling_rule(checkpoint: Checkpoint, config: SampleConfig) -> tuple:
+    """(rule, its options): a teacher's `--guider` (default cfg); a student's own, learnt rule."""
+    own = checkpoint.meta.guidance.rule
+    if checkpoint.kind == "student":
+        if config.guider not in (None, own):
+            raise UserError(f"this student learnt the {own} rule and samples with it only, not {config.guider}")
+        if config.guider_option:
+            raise UserError("a student's guidance rule is learnt: it takes no --guider-option")
+        return own, {}
+    name = config.guider or own
+    return name, rule_options(name, parse_options(config.guider_option))
 
 
 def write_samples(images: torch.Tensor, columns: int, config: SampleConfig, cell: int = 32) -> torch.Tensor:

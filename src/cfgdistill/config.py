@@ -32,6 +32,7 @@ from .settings import (
 )
 
 # Choice lists: the library's registries are checked against these in its tests.
+GUIDERS = ("cfg", "rescale", "interval", "cfg-zero-star", "apg")  # guidance.RULES, named here without torch
 SAMPLER_HELP = "diffusers scheduler, or Meng's stochastic sampler (default: ddim for VP, euler for flow models)"
 SAMPLERS = ("ddim", "dpm++", "euler", "heun", "stochastic")  # ddim is VP only; stochastic: Meng's Algorithm 3
 PREDICTIONS = ("epsilon", "v_prediction")
@@ -190,6 +191,8 @@ class SampleConfig(Settings):
     labels: list | None = setting(None, "comma-separated class indices or names, repeated to fill --n", NAMES)
     prompt: list | None = setting(None, "a text prompt (text models); repeat for several columns", PROMPT, repeat=True)
     negative_prompt: str | None = setting(None, "the teacher's negative branch: pred = neg + s*(pos - neg)", PROMPT)
+    guider: str | None = setting(None, "a teacher's guidance rule (default cfg); not for students", choices=GUIDERS)
+    guider_option: list | None = setting(None, "KEY=VALUE option of the guider; repeat for several", repeat=True)
     n: int | None = setting(None, "number of images (default: one per label, or 10 per class)", at_most(MAX_SAMPLES))
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED)
     batch_size: int = setting(256, "images per network batch", POSITIVE)

@@ -4,11 +4,16 @@ A new rule is one function in rules.py (or anywhere) and one line in `RULES`.
 """
 
 from ..errors import UserError
-from . import rules
+from . import guiders, rules
 
 RULES = {
     "cfg": rules.cfg,
+    "rescale": guiders.rescale,
+    "interval": guiders.interval,
+    "cfg-zero-star": guiders.cfg_zero_star,
+    "apg": guiders.apg,
 }
+DISTILLABLE = ("cfg",)  # rules a student learns; the others are for sampling a teacher
 
 
 def get_rule(name: str):
@@ -18,6 +23,48 @@ def get_rule(name: str):
     return RULES[name]
 
 
+def distillable_rule(name: str):
+    """The rule a student is to learn; refuses one that only samples a teacher."""
+    rule = get_rule(name)
+    if name not in DISTILLABLE:
+        raise UserError(f"a student cannot learn the {name} rule yet: distill takes {', '.join(DISTILLABLE)}")
+    return rule
+
+
+def parse_options(pairs: list | None) -> dict:
+    """["KEY=VALUE", ...] from the command line as {KEY: "VALUE"}."""
+    options = {}
+    for pair in pairs or []:
+        key, equals, value = pair.partition("=")
+        if not equals or not key.strip():
+            raise UserError(f"a guider option is KEY=VALUE, got {pair!r}")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return options
+
+
+def rule_options(name: str, given: dict | None = None) -> dict:
+    """The options of rule `name`: its defaults, overridden by `given` (text or numbers), each checked."""
+    get_rule(name)
+    known, options = guiders.OPTIONS[name], {}
+    for key, value in (given or {}).items():
+        if key not in known:
+            names = ", ".join(known) or "none"
+            raise UserError(f"guider {name!r} has no option {key!r}; its options: {names}")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise UserError(f"guider option {key} must be a number, got {value!r}") from None
+        problem = known[key][1](value)
+        if problem:
+            raise UserError(f"guider option {key} {problem}")
+        options[key] = value
+    options = {key: default for key, (default, _) in known.items()} | options
+    if name == "interval" and not options["start"] < options["stop"]:
+        raise UserError(f"guider interval needs start < stop, got {options['start']:g} and {options['stop']:g}")
+    return options
+
+
 from .denoiser import check_guidance, guided, predict_pair  # noqa: E402  (denoiser.py reads get_rule)
 
-__all__ = ["RULES", "check_guidance", "get_rule", "guided", "predict_pair", "rules"]
+__all__ = ["DISTILLABLE", "RULES", "check_guidance", "get_rule", "guided", "parse_options", "predict_pair"]
+__all__ += ["distillable_rule", "rule_options", "rules"]

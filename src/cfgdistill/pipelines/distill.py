@@ -10,7 +10,7 @@ from ..checkpoint import Checkpoint, load
 from ..config import DistillConfig, RunOptions
 from ..data import ImageDataset, load_dataset
 from ..errors import UserError
-from ..guidance import get_rule
+from ..guidance import distillable_rule
 from ..networks import make_student
 from ..objectives import GuidanceDistillation
 from ..objectives.guidance_distillation import GUIDANCE_WEIGHTING
@@ -49,7 +49,7 @@ def distill(
         return distill_pipeline(teacher, config, pipeline, run)
     check_no_pipeline_options(pipeline)
     config.validate()
-    rule = get_rule(config.guider)
+    rule = distillable_rule(config.guider)
     run = run or RunOptions()
     teacher = teacher if isinstance(teacher, Checkpoint) else load(teacher)
     check_teacher(teacher, config, run)

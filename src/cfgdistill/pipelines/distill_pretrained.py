@@ -13,7 +13,7 @@ import torch
 from ..config import DistillConfig, RunOptions
 from ..data import ImageDataset
 from ..errors import UserError
-from ..guidance import get_rule
+from ..guidance import distillable_rule
 from ..objectives import GuidanceDistillation
 from ..pretrained.export import PipelineStudent
 from ..pretrained.families import FAMILIES
@@ -63,6 +63,7 @@ def distill_pipeline(
     name, network_dir, _ = family_of(folder)
     family, prompts = FAMILIES[name], read_prompts(options.prompts)
     check_options(config, options)
+    rule = distillable_rule(config.guider)
     with RunFolder(run) as run_folder:
         pipe = family.load(folder)
         size = options.resolution or family.resolution(pipe)
@@ -78,7 +79,7 @@ def distill_pipeline(
         if options.gradient_checkpointing:
             student.network.enable_gradient_checkpointing()
         torch.manual_seed(config.seed)
-        objective = GuidanceDistillation(teacher, process, conditioning, config, get_rule(config.guider), data)
+        objective = GuidanceDistillation(teacher, process, conditioning, config, rule, data)
         identity = {
             "teacher": teacher_id(folder, (*TEXT_PARTS, network_dir)),
             "pipeline": asdict(options) | {"prompts": len(prompts)},

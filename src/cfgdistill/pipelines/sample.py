@@ -68,6 +68,7 @@ def generate(
     n: int | None = None,
     s: float = 1.0,
     rule: str = "cfg",
+    options: dict | None = None,
     steps: int | list = 25,
     sampler: str | None = None,
     seed: int = 0,
@@ -80,7 +81,7 @@ def generate(
     """Draw N×C×H×W samples in [-1, 1]. Image i starts from noise seeded with seed + i.
 
     `model(x_t, t, cond)` may be a cfgdistill network or any callable (cond None = unconditional);
-    a teacher is guided by `rule`, a student runs once per step. `process` is the forward process;
+    a teacher is guided by `rule` (with its `options`), a student runs once per step. `process` is the forward process;
     `sampler` names one of its diffusers schedulers (default: the process's own, DDIM or Euler). `steps` is a
     count, or a few-step student's grid (its timesteps, descending), which its deterministic sampler steps along.
     """
@@ -99,7 +100,7 @@ def generate(
         generators = []
         x_T = initial_noise(range(seed + start, seed + stop), shape, device, generators)
         part, neg = (None if c is None else c[start:stop].to(device) for c in (cond, negative))
-        denoiser = guided(model, s, rule, neg)
+        denoiser = guided(model, s, rule, neg, steps, **(options or {}))
         schedule = scheduler_for(process, sampler, grid, steps, generators)
         count = None if grid or sampler == STOCHASTIC else steps  # None: the schedule's timesteps are set
         x_0 = denoise(denoiser, schedule, x_T, part, count, progress, callback)

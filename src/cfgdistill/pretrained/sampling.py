@@ -34,6 +34,8 @@ def sample_pipeline(folder, config) -> tuple:
         raise UserError("a pipeline draws prompts, not class labels: use --prompt")
     if config.sampler is not None:
         raise UserError("a pipeline samples with its own scheduler; --sampler applies to cfgdistill checkpoints")
+    if config.guider is not None or config.guider_option:
+        raise UserError("a pipeline guides by its own guidance_scale; --guider applies to cfgdistill checkpoints")
     arguments = pipeline_arguments(name, student, config.s, config.negative_prompt)
     pipe = FAMILIES[name].load(folder)
     pipe.set_progress_bar_config(disable=config.quiet)

@@ -1,0 +1,94 @@
+"""Guidance rules beyond CFG, on the maths of `diffusers.guiders`, for sampling.
+
+Each rule builds the diffusers guider for one call (or keeps it along a sampling path, for APG's momentum),
+sets its step state, and calls its `forward(pred_cond, pred_uncond)`. Like diffusers, they act on the
+network's own prediction (eps, v or velocity). Every rule keeps the project's convention: s = 1 is the
+conditional prediction. `OPTIONS` holds each rule's options: default, and the check of a value.
+"""
+
+import torch
+from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeGuidance, ClassifierFreeZeroStarGuidance
+from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer
+
+
+def _scalar(s) -> float:
+    """diffusers' guiders compare the scale with math.isclose: one number per call."""
+    if torch.is_tensor(s):
+        if s.numel() > 1 and not (s == s.flatten()[0]).all():
+            raise ValueError("this guider takes one guidance scale per call, not one per row")
+        s = s.flatten()[0]
+    return float(s)
+
+
+def _forward(guider, pred_cond, pred_uncond, step, steps, t):
+    guider.set_state(step or 0, steps, t)
+    return guider.forward(pred_cond, pred_uncond).pred
+
+
+def rescale(pred_cond, pred_uncond, s, *, phi: float = 0.7, step=None, steps=None, t=None, **context):
+    """CFG, then its per-image standard deviation pulled back toward the conditional one (Lin et al. 2024):
+    φ·cfg·std(cond)/std(cfg) + (1 − φ)·cfg."""
+    guider = ClassifierFreeGuidance(guidance_scale=_scalar(s), guidance_rescale=phi)
+    return _forward(guider, pred_cond, pred_uncond, step, steps, t)
+
+
+def interval(pred_cond, pred_uncond, s, *, start=0.0, stop=1.0, step=None, steps=None, t=None, **context):
+    """CFG on the sampling steps from start·N to stop·N only, the conditional prediction elsewhere
+    (Kynkäänniemi et al. 2024; diffusers counts the interval in steps, the paper in noise levels)."""
+    guider = ClassifierFreeGuidance(guidance_scale=_scalar(s), start=start, stop=stop)
+    return _forward(guider, pred_cond, pred_uncond, step, steps, t)
+
+
+def cfg_zero_star(pred_cond, pred_uncond, s, *, zero_init_steps=1, step=None, steps=None, t=None, **context):
+    """CFG-Zero* (Fan et al. 2025): the unconditional prediction scaled by the optimal
+    α* = ⟨cond, uncond⟩ / ‖uncond‖², and zero for the first `zero_init_steps` steps."""
+    guider = ClassifierFreeZeroStarGuidance(guidance_scale=_scalar(s), zero_init_steps=int(zero_init_steps))
+    return _forward(guider, pred_cond, pred_uncond, step, steps, t)
+
+
+def apg(pred_cond, pred_uncond, s, *, eta=1.0, norm_threshold=15.0, momentum=0.0, state=None, step=None, **context):
+    """Adaptive projected guidance (Sadat et al. 2024): cond + (s − 1)·(Δ⊥ + η·Δ∥), where Δ = cond − uncond
+    (with momentum, a running sum along the path) is clipped to `norm_threshold` and split along cond.
+    diffusers' original formulation with scale s − 1 is this form; its default one would not give the
+    conditional prediction at s = 1."""
+    state = {} if state is None else state
+    if "apg" not in state:  # one guider per sampling path: it holds the momentum buffer
+        state["apg"] = AdaptiveProjectedGuidance(
+            guidance_scale=_scalar(s) - 1,
+            adaptive_projected_guidance_rescale=norm_threshold,
+            eta=eta,
+            use_original_formulation=True,
+        )
+        state["apg"].momentum_buffer = MomentumBuffer(momentum) if momentum else None
+    return _forward(state["apg"], pred_cond, pred_uncond, step, None, None)
+
+
+def _interval(low, high, closed_high=True):
+    def problem(value):
+        inside = low <= value <= high if closed_high else low <= value < high
+        return None if inside else f"must be in [{low:g}, {high:g}{']' if closed_high else ')'}, got {value:g}"
+
+    return problem
+
+
+def _nonnegative(value):
+    return None if value >= 0 else f"must be >= 0, got {value:g}"
+
+
+def _whole(value):
+    return None if value >= 0 and float(value).is_integer() else f"must be a whole number >= 0, got {value:g}"
+
+
+OPTIONS = {  # rule -> option -> (default, problem(value) -> message or None)
+    "cfg": {},
+    "rescale": {"phi": (0.7, _interval(0, 1))},
+    "interval": {"start": (0.0, _interval(0, 1)), "stop": (1.0, _interval(0, 1))},
+    "cfg-zero-star": {"zero_init_steps": (1, _whole)},
+    "apg": {
+        "eta": (1.0, _nonnegative),
+        "norm_threshold": (15.0, _nonnegative),
+        "momentum": (0.0, _interval(-1, 1, False)),
+    },
+}
+
+rescale.exact_at = interval.exact_at = apg.exact_at = {1.0: "cond"}  # each is the conditional prediction at s = 1

@@ -1,0 +1,103 @@
+"""The guiders beyond CFG (diffusers.guiders' maths) against their papers' formulas, written out here."""
+
+import pytest
+import torch
+
+from cfgdistill.errors import UserError
+from cfgdistill.guidance import RULES, guided, parse_options, rule_options
+from cfgdistill.pipelines.sample import generate
+
+g = torch.Generator().manual_seed(0)
+COND, UNCOND = torch.randn(2, 3, 1, 4, 4, generator=g)
+
+
+def dims(x):
+    return x.flatten(1)
+
+
+def rescaled(c, u, s, phi):
+    """Lin et al. (2024), Algorithm 2: CFG, its std matched to the conditional's, mixed back by φ."""
+    x = u + s * (c - u)
+    std = lambda v: dims(v).std(1).view(-1, 1, 1, 1)  # noqa: E731
+    return phi * x * std(c) / std(x) + (1 - phi) * x
+
+
+@pytest.mark.parametrize("phi", [0.0, 0.7, 1.0])
+def test_rescale_is_lin_et_al(phi):
+    out = RULES["rescale"](COND, UNCOND, 4.0, phi=phi)
+    assert torch.allclose(out, rescaled(COND, UNCOND, 4.0, phi), atol=1e-5)
+
+
+def test_interval_guides_only_inside_its_steps():
+    """10 steps, interval [0.2, 0.6): CFG at steps 2 to 5, the conditional prediction elsewhere."""
+    for step in range(10):
+        out = RULES["interval"](COND, UNCOND, 3.0, start=0.2, stop=0.6, step=step, steps=10)
+        expected = UNCOND + 3.0 * (COND - UNCOND) if 2 <= step < 6 else COND
+        assert torch.allclose(out, expected, atol=1e-6), step
+
+
+def test_cfg_zero_star_is_fan_et_al():
+    """α* = ⟨c, u⟩ / ‖u‖² per image scales the unconditional branch; the first steps predict zero."""
+    alpha = (dims(COND) * dims(UNCOND)).sum(1) / dims(UNCOND).square().sum(1)
+    scaled = alpha.view(-1, 1, 1, 1) * UNCOND
+    out = RULES["cfg-zero-star"](COND, UNCOND, 3.0, zero_init_steps=1, step=1)
+    assert torch.allclose(out, scaled + 3.0 * (COND - scaled), atol=1e-5)
+    assert torch.equal(RULES["cfg-zero-star"](COND, UNCOND, 3.0, zero_init_steps=1, step=0), torch.zeros_like(COND))
+
+
+def apg_reference(c, u, s, eta, threshold, running=None, momentum=0.0):
+    """Sadat et al. (2024), Algorithm 1, per image: Δ (with momentum), clipped, split along c."""
+    diff = c - u + (momentum * running if running is not None else 0)
+    norm = dims(diff).norm(dim=1).view(-1, 1, 1, 1)
+    clipped = diff * torch.clamp(threshold / norm, max=1.0)
+    unit = c / dims(c).norm(dim=1).view(-1, 1, 1, 1)
+    parallel = (dims(clipped) * dims(unit)).sum(1).view(-1, 1, 1, 1) * unit
+    return c + (s - 1) * (clipped - parallel + eta * parallel), diff
+
+
+@pytest.mark.parametrize("eta, threshold", [(1.0, 100.0), (0.0, 100.0), (0.5, 1.0)])
+def test_apg_is_sadat_et_al(eta, threshold):
+    out = RULES["apg"](COND, UNCOND, 5.0, eta=eta, norm_threshold=threshold, momentum=0.0, state={}, step=0)
+    assert torch.allclose(out, apg_reference(COND, UNCOND, 5.0, eta, threshold)[0], atol=1e-5)
+
+
+def test_apg_momentum_runs_along_one_path():
+    state, running = {}, None
+    for step in range(3):
+        c, u = COND * (1 + step), UNCOND - step
+        out = RULES["apg"](c, u, 4.0, eta=0.0, norm_threshold=100.0, momentum=-0.5, state=state, step=step)
+        expected, running = apg_reference(c, u, 4.0, 0.0, 100.0, running, -0.5)
+        assert torch.allclose(out, expected, atol=1e-5), step
+
+
+@pytest.mark.parametrize("name", ["rescale", "interval", "apg"])
+def test_every_guider_is_conditional_at_s_1(name):
+    options = rule_options(name)
+    assert torch.allclose(RULES[name](COND, UNCOND, 1.0, state={}, step=0, steps=10, **options), COND, atol=1e-5)
+    assert RULES[name].exact_at == {1.0: "cond"}
+
+
+def test_options_are_parsed_defaulted_and_checked():
+    assert rule_options("apg", parse_options(["eta=0", "norm-threshold=5"])) == {
+        "eta": 0.0,
+        "norm_threshold": 5.0,
+        "momentum": 0.0,
+    }
+    with pytest.raises(UserError, match="has no option 'phi'"):
+        rule_options("cfg", {"phi": "1"})
+    with pytest.raises(UserError, match=r"must be in \(?\[-1, 1\)"):
+        rule_options("apg", {"momentum": "1"})
+
+
+def test_a_teacher_samples_with_each_guider_and_the_interval_sees_the_step_count(teacher, schedule, labels):
+    """The sampling loop gives the rule its step count: an interval over every step is CFG, a late one is not."""
+    draw = lambda rule, **options: generate(teacher, schedule, labels, s=3.0, steps=6, rule=rule, options=options)  # noqa: E731
+    cfg = draw("cfg")
+    assert torch.allclose(draw("interval", start=0.0, stop=1.0), cfg, atol=1e-6)
+    assert not torch.allclose(draw("interval", start=0.5, stop=1.0), cfg, atol=1e-3)
+    for name in ("rescale", "cfg-zero-star", "apg"):
+        images = draw(name, **rule_options(name))
+        assert images.shape == cfg.shape and torch.isfinite(images).all()
+    denoiser = guided(teacher, 1.0, "apg")
+    x, t = torch.randn(len(labels), 1, 8, 8), torch.full((len(labels),), 500)
+    assert torch.allclose(denoiser(x, t, labels), teacher(x, t, labels), atol=1e-6)  # s = 1: one pass, exact
