@@ -1,5 +1,6 @@
 """The guiders beyond CFG (diffusers.guiders' maths) against their papers' formulas, written out here."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,25 @@ def test_a_teacher_samples_with_each_guider_and_the_interval_sees_the_step_count
     denoiser = guided(teacher, 1.0, "apg")
     x, t = torch.randn(len(labels), 1, 8, 8), torch.full((len(labels),), 500)
     assert torch.allclose(denoiser(x, t, labels), teacher(x, t, labels), atol=1e-6)  # s = 1: one pass, exact
+
+
+def test_autoguidance_is_karras_et_al_with_the_guide_models_conditional_pass(teacher, schedule, labels):
+    """guide + s·(cond − guide): two passes, the main and the guide model, both conditional; s = 1 is the main."""
+    weaker = lambda x, t, cond: 0.5 * teacher(x, t, cond)  # noqa: E731
+    x, t = torch.randn(len(labels), 1, 8, 8), torch.full((len(labels),), 500)
+    c, w = teacher(x, t, labels), weaker(x, t, labels)
+    assert torch.allclose(guided(teacher, 3.0, "autoguidance", guide=weaker)(x, t, labels), w + 3 * (c - w), atol=1e-5)
+    assert torch.allclose(guided(teacher, 1.0, "autoguidance", guide=weaker)(x, t, labels), c, atol=1e-6)
+
+
+def test_sample_takes_a_guide_model_from_a_folder(tmp_path):
+    """The CLI path: a teacher guided by itself is its conditional model, whatever s."""
+    from cfgdistill.cli import main
+
+    quiet = ["--quiet", "--validate-every", "0", "--batch-size", "16"]
+    assert main(["train", "--out", str(tmp_path / "t"), "--steps", "2", *quiet]) == 0
+    args = ["sample", "--model", str(tmp_path / "t"), "--n", "4", "--steps", "3", "--quiet"]
+    auto = [*args, "-s", "4", "--guider", "autoguidance", "--guide-model", str(tmp_path / "t")]
+    assert main([*auto, "--out", str(tmp_path / "a.png"), "--out-array", str(tmp_path / "a.npy")]) == 0
+    assert main([*args, "-s", "1", "--out", str(tmp_path / "c.png"), "--out-array", str(tmp_path / "c.npy")]) == 0
+    assert np.allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "c.npy"), atol=1e-5)

@@ -118,11 +118,28 @@ def sampling_rule(checkpoint: Checkpoint, config: SampleConfig) -> tuple:
     if checkpoint.kind == "student":
         if config.guider not in (None, own):
             raise UserError(f"this student learnt the {own} rule and samples with it only, not {config.guider}")
-        if config.guider_option:
-            raise UserError("a student's guidance rule is learnt: it takes no --guider-option")
+        if config.guider_option or config.guide_model:
+            raise UserError("a student's guidance rule is learnt: it takes no --guider-option or --guide-model")
         return own, {}
     name = config.guider or own
-    return name, rule_options(name, parse_options(config.guider_option))
+    options = rule_options(name, parse_options(config.guider_option))
+    if (name == "autoguidance") != (config.guide_model is not None):
+        raise UserError("--guider autoguidance needs --guide-model PATH, and --guide-model goes with it only")
+    if config.guide_model is not None:
+        options["guide"] = guide_model(checkpoint, _checkpoint(config.guide_model)).model
+    return name, options
+
+
+def guide_model(teacher: Checkpoint, guide: Checkpoint) -> Checkpoint:
+    """The weaker model of autoguidance: a teacher of the same process, image shape and conditions."""
+    if guide.kind != "teacher":
+        raise UserError("the guide model must be a teacher (a student has no conditional pass of its own)")
+    same = lambda c: (c.meta.process, c.process.prediction_type, tuple(c.model.sample_shape))  # noqa: E731
+    if same(guide) != same(teacher):
+        raise UserError("the guide model must use the teacher's forward process, prediction and image shape")
+    if guide.conditioning.kind != teacher.conditioning.kind or guide.class_names != teacher.class_names:
+        raise UserError("the guide model must take the teacher's conditions (the same classes or text encoder)")
+    return guide
 
 
 def write_samples(images: torch.Tensor, columns: int, config: SampleConfig, cell: int = 32) -> torch.Tensor:

@@ -32,7 +32,7 @@ from .settings import (
 )
 
 # Choice lists: the library's registries are checked against these in its tests.
-GUIDERS = ("cfg", "rescale", "interval", "cfg-zero-star", "apg")  # guidance.RULES, named here without torch
+GUIDERS = ("cfg", "rescale", "interval", "cfg-zero-star", "apg", "autoguidance")  # guidance.RULES, without torch
 SAMPLER_HELP = "diffusers scheduler, or Meng's stochastic sampler (default: ddim for VP, euler for flow models)"
 SAMPLERS = ("ddim", "dpm++", "euler", "heun", "stochastic")  # ddim is VP only; stochastic: Meng's Algorithm 3
 PREDICTIONS = ("epsilon", "v_prediction")
@@ -193,6 +193,7 @@ class SampleConfig(Settings):
     negative_prompt: str | None = setting(None, "the teacher's negative branch: pred = neg + s*(pos - neg)", PROMPT)
     guider: str | None = setting(None, "a teacher's guidance rule (default cfg); not for students", choices=GUIDERS)
     guider_option: list | None = setting(None, "KEY=VALUE option of the guider; repeat for several", repeat=True)
+    guide_model: Path | None = setting(None, "autoguidance: the weaker teacher that guides (e.g. trained less)", PATH)
     n: int | None = setting(None, "number of images (default: one per label, or 10 per class)", at_most(MAX_SAMPLES))
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED)
     batch_size: int = setting(256, "images per network batch", POSITIVE)

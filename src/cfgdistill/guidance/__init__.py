@@ -12,6 +12,7 @@ RULES = {
     "interval": guiders.interval,
     "cfg-zero-star": guiders.cfg_zero_star,
     "apg": guiders.apg,
+    "autoguidance": guiders.autoguidance,  # takes a guide model: guided(..., guide=model)
 }
 DISTILLABLE = ("cfg",)  # rules a student learns; the others are for sampling a teacher
 

@@ -42,11 +42,12 @@ def predict_pair(model, x_t, t, cond, negative=None) -> tuple:
     return pred_cond.to(here), pred_uncond.to(here)
 
 
-def guided(model, s, rule: str = "cfg", negative=None, steps: int | None = None, **options):
+def guided(model, s, rule: str = "cfg", negative=None, steps: int | None = None, guide=None, **options):
     """A denoiser (x_t, t, cond) -> the prediction at guidance s, for one sampling path (or batch of paths).
 
     Rules that depend on the step index or keep state along the path get both from the closure, and the
-    path's number of steps (`steps`) where the sampler gives it.
+    path's number of steps (`steps`) where the sampler gives it. With a `guide` model (autoguidance) its
+    conditional prediction takes the unconditional one's place.
     """
     s = check_guidance(s) if not torch.is_tensor(s) else s
     if takes_guidance(model):
@@ -61,7 +62,10 @@ def guided(model, s, rule: str = "cfg", negative=None, steps: int | None = None,
             return model(x_t, t, cond)
         if exact == "uncond":
             return model(x_t, t, negative)
-        pred_cond, pred_uncond = predict_pair(model, x_t, t, cond, negative)
+        if guide is None:
+            pred_cond, pred_uncond = predict_pair(model, x_t, t, cond, negative)
+        else:
+            pred_cond, pred_uncond = model(x_t, t, cond), guide(x_t, t, cond)
         pred = combine(pred_cond, pred_uncond, s, t=t, step=state["step"], steps=steps, state=state, **options)
         state["step"] += 1
         return pred

@@ -10,6 +10,8 @@ import torch
 from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeGuidance, ClassifierFreeZeroStarGuidance
 from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer
 
+from .rules import per_sample
+
 
 def _scalar(s) -> float:
     """diffusers' guiders compare the scale with math.isclose: one number per call."""
@@ -63,6 +65,13 @@ def apg(pred_cond, pred_uncond, s, *, eta=1.0, norm_threshold=15.0, momentum=0.0
     return _forward(state["apg"], pred_cond, pred_uncond, step, None, None)
 
 
+def autoguidance(pred_cond, pred_guide, s, **context):
+    """Autoguidance (Karras et al. 2024): guide + s·(cond − guide), the guide a weaker model's conditional
+    prediction, which `guided` passes in the unconditional one's place. Written here: diffusers' AutoGuidance
+    builds its weak model by skipping layers of the same network; the paper, and this rule, take another model."""
+    return pred_guide + per_sample(s, pred_cond) * (pred_cond - pred_guide)
+
+
 def _interval(low, high, closed_high=True):
     def problem(value):
         inside = low <= value <= high if closed_high else low <= value < high
@@ -81,6 +90,7 @@ def _whole(value):
 
 OPTIONS = {  # rule -> option -> (default, problem(value) -> message or None)
     "cfg": {},
+    "autoguidance": {},
     "rescale": {"phi": (0.7, _interval(0, 1))},
     "interval": {"start": (0.0, _interval(0, 1)), "stop": (1.0, _interval(0, 1))},
     "cfg-zero-star": {"zero_init_steps": (1, _whole)},
@@ -91,4 +101,5 @@ OPTIONS = {  # rule -> option -> (default, problem(value) -> message or None)
     },
 }
 
-rescale.exact_at = interval.exact_at = apg.exact_at = {1.0: "cond"}  # each is the conditional prediction at s = 1
+for _rule in (rescale, interval, apg, autoguidance):
+    _rule.exact_at = {1.0: "cond"}  # each is the conditional prediction at s = 1
