@@ -1,0 +1,96 @@
+"""The teacher under every guider: FD against accuracy along s (a Pareto plot), and saturation.
+
+    python benchmarks/guiders.py --teacher runs/fashion-flow/teacher --out docs/results/guiders-fashion-flow
+        [--guide-model PATH] [--n 300] [--steps 20] [--guidance 1,2,3,5,8]
+
+Every guider draws from the same seeds and labels (text models: each class's first prompt). Saturation
+is the share of pixels within 2% of the range's ends, where high guidance piles them up. Autoguidance
+runs when `--guide-model` names a weaker teacher.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from cfgdistill import EvaluateConfig, load  # noqa: E402
+from cfgdistill.evaluation.machine import machine_record  # noqa: E402
+from cfgdistill.evaluation.report import judge_for  # noqa: E402
+from cfgdistill.guidance import rule_options  # noqa: E402
+from cfgdistill.pipelines.sample import generate  # noqa: E402
+
+GUIDERS = {  # name -> options: the papers' suggestions where they carry over, else diffusers' defaults
+    "cfg": {},
+    "rescale": {"phi": 0.7},
+    "interval": {"start": 0.2, "stop": 0.8},
+    "cfg-zero-star": {"zero_init_steps": 1},
+    "apg": {"eta": 0.0, "norm_threshold": 15.0, "momentum": -0.5},
+}
+
+
+def saturation(images: torch.Tensor) -> float:
+    return (images.abs() > 0.96).float().mean().item()
+
+
+def curves(teacher, guide, judge, labels, args) -> dict:
+    cond = teacher.conditioning.encode(labels=labels)
+    guiders = GUIDERS | ({"autoguidance": {"guide": guide.model}} if guide else {})
+    out = {}
+    for name, options in guiders.items():
+        options = {**rule_options(name, {k: v for k, v in options.items() if k != "guide"}), **options}
+        out[name] = []
+        for s in args.guidance:
+            images = generate(teacher.model, teacher.process, cond, s=s, rule=name, options=options, steps=args.steps)
+            row = {"s": s, **judge.quality(images, labels), "saturation": saturation(images)}
+            out[name].append(row)
+            print(f"{name} s={s:g}: FD {row['fd']:.2f}, accuracy {100 * row['accuracy']:.1f}%", flush=True)
+    return out
+
+
+def plot(results: dict, floor: float, path: Path):
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, rows in results.items():
+        ax.plot([100 * r["accuracy"] for r in rows], [r["fd"] for r in rows], "o-", label=name)
+        for r in rows:
+            ax.annotate(f"{r['s']:g}", (100 * r["accuracy"], r["fd"]), fontsize=7, alpha=0.7)
+    ax.axhline(floor, color="grey", ls=":", label="FD noise floor")
+    ax.set(xlabel="accuracy (%), labels at each point: s", ylabel="FD to real data (lower is better)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--teacher", required=True)
+    parser.add_argument("--guide-model")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--n", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=lambda t: [float(x) for x in t.split(",")], default=[1, 2, 3, 5, 8])
+    args = parser.parse_args()
+    teacher = load(args.teacher)
+    guide = load(args.guide_model) if args.guide_model else None
+    data = teacher.meta.data
+    judge, n, _, floor_set, _ = judge_for(
+        data.name, tuple(data.image_shape), teacher.num_classes, EvaluateConfig(n=args.n, quiet=True)
+    )
+    labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
+    results = curves(teacher, guide, judge, labels, args)
+    floor = judge.fd(floor_set)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot(results, floor, out / "fd_vs_accuracy_by_guider.png")
+    report = {"teacher": args.teacher, "n": n, "steps": args.steps, "options": GUIDERS, "fd_noise_floor": floor}
+    report |= {"guiders": results, "machine": machine_record()}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
