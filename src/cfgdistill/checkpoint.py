@@ -38,6 +38,7 @@ class GuidanceMeta:
     convention: str = CONVENTION
     trained_range: list | None = None  # a student's distilled s range
     rule: str = "cfg"  # the guidance rule a student reproduces (a teacher is guided by any)
+    options: dict | None = None  # that rule's options
 
 
 @dataclass
@@ -90,10 +91,10 @@ class Checkpoint:
     path: Path | None = None  # the folder it was loaded from or last saved to
 
     @classmethod
-    def create(cls, model, process, *, kind, dataset, training, conditioning=None, rule="cfg") -> "Checkpoint":
-        """`conditioning` defaults to the dataset's class labels."""
+    def create(cls, model, process, *, kind, dataset, training, conditioning=None, rule="cfg", options=None):
+        """`conditioning` defaults to the dataset's class labels; `rule` and its `options`: what a student learnt."""
         conditioning = conditioning or ClassConditioning(dataset.class_names)
-        guidance = GuidanceMeta(trained_range=model.config.guidance_range, rule=rule)
+        guidance = GuidanceMeta(trained_range=model.config.guidance_range, rule=rule, options=options)
         data = DataMeta(dataset.name, list(dataset.image_shape), len(dataset))
         meta = Meta(kind, process.prediction_type, data, conditioning.to_meta(), training, guidance, process.name)
         return cls(model, process, conditioning, meta)

@@ -31,6 +31,10 @@ def table(v) -> bool:
     return isinstance(v, dict)
 
 
+def numbers_table(v) -> bool:
+    return isinstance(v, dict) and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v.values())
+
+
 def scale_range(v) -> bool:
     pair = isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)
     return v is None or (pair and all(math.isfinite(x) for x in v) and v[0] <= v[1])
@@ -76,7 +80,11 @@ SAMPLING = {
         "a non-empty descending list of timesteps >= 0",
     ),
 }
-GUIDANCE = {"trained_range": (scale_range, "null or [low, high], finite, low <= high"), "rule": (text, "a rule name")}
+GUIDANCE = {
+    "trained_range": (scale_range, "null or [low, high], finite, low <= high"),
+    "rule": (text, "a rule name"),
+    "options": (optional(numbers_table), "null or the rule's options, each a finite number"),
+}
 CONDITIONING = {
     "type": (one_of("class", "text"), "class or text"),
     "class_names": (list_of(text), "a non-empty list of class names"),

@@ -46,13 +46,20 @@ class Run:
         return len(self.images) / self.seconds
 
 
-def timed_sample(model, process, cond, s, steps, sampler=None, seed=0, batch_size=256) -> Run:
-    """Sample once, measuring wall time and network evaluations per image."""
+def timed_sample(model, process, cond, s, steps, sampler=None, seed=0, batch_size=256, **rule) -> Run:
+    """Sample once, measuring wall time and network evaluations per image; `rule`: a teacher's `rule` and
+    `options` (see `learnt_rule`)."""
+    args = dict(s=s, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size, **rule)
     with count_rows(model) as counter:
         start = time.perf_counter()
-        images = generate(model, process, cond, s=s, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size)
+        images = generate(model, process, cond, **args)
         seconds = time.perf_counter() - start
     return Run(images, seconds, counter["rows"] / len(cond))
+
+
+def learnt_rule(student) -> dict:
+    """The rule a student learnt, and its options: what its teacher is sampled with to compare the two."""
+    return {"rule": student.meta.guidance.rule, "options": student.meta.guidance.options}
 
 
 def compare(teacher, student, process, labels, s, steps, sampler=None, seed=0, batch_size=256) -> tuple:

@@ -34,13 +34,21 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rule_text(rule: dict | None) -> str:
+    """ "cfg", or "rescale (phi 0.7)"."""
+    if not rule:
+        return "cfg"
+    options = ", ".join(f"{key} {value:g}" for key, value in (rule.get("options") or {}).items())
+    return rule["rule"] + (f" ({options})" if options else "")
+
+
 def header_lines(report: dict) -> list:
     gate = report.get("gate", {"fd_ratio": 1.10, "accuracy_gap": 0.01})
     return [
         f"# Teacher (CFG) vs student on {report['dataset']}",
         "",
         f"{report['samples_per_scale']} samples per guidance scale and model, {report['steps']} "
-        f"{report['sampler']} steps, "
+        f"{report['sampler']} steps, the teacher guided by {rule_text(report.get('guidance_rule'))}, "
         f"seed {report['seed']}. FD is measured in the feature space of a classifier with held-out accuracy "
         f"{100 * report['classifier_held_out_accuracy']:.1f}%, against {report['samples_per_scale']} held-out "
         "real images; "

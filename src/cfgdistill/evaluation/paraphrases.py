@@ -10,7 +10,7 @@ import torch
 
 from ..data.captions import uses_new_word
 from .classifier import predict
-from .compare import timed_sample
+from .compare import learnt_rule, timed_sample
 from .encoder import encoder_readouts
 
 PARAPHRASE_S = 3.0
@@ -38,7 +38,8 @@ def held_out_paraphrases(teacher, student, classifier, steps, sampler, seed, n) 
     grids = {"prompts": [p for p, _ in prompts]}
     for name, ckpt in zip(MODELS, (teacher, student)):
         own = ckpt.grid or steps  # a few-step student's own grid
-        images = timed_sample(ckpt.model, ckpt.process, cond, PARAPHRASE_S, own, sampler, seed).images
+        run = timed_sample(ckpt.model, ckpt.process, cond, PARAPHRASE_S, own, sampler, seed, **learnt_rule(student))
+        images = run.images
         hits = (predict(classifier, images) == labels).float().view(len(prompts), repeats).mean(1)
         summary[f"{name}_accuracy"] = hits.mean().item()
         for split, chosen in splits.items():

@@ -10,7 +10,7 @@ from ..data import load_dataset
 from ..errors import UserError
 from ..pipelines.sample import DEFAULT_STEPS, generate
 from .classifier import load_classifier, predict
-from .compare import nearest_scale, paired_error, timed_sample
+from .compare import learnt_rule, nearest_scale, paired_error, timed_sample
 from .metrics import (
     FrechetDistance,
     accuracy,
@@ -75,7 +75,9 @@ def scale_row(judge: Judge, teacher, student, cond, labels, s, config: EvaluateC
     runs = {}
     for name, ckpt in zip(MODELS, (teacher, student)):
         steps = own_steps(ckpt, config.steps)  # a few-step student keeps its own grid
-        runs[name] = timed_sample(ckpt.model, ckpt.process, cond, s, steps, config.sampler, config.seed)
+        runs[name] = timed_sample(
+            ckpt.model, ckpt.process, cond, s, steps, config.sampler, config.seed, **learnt_rule(student)
+        )
     low, high = student.model.config.guidance_range
     row = {
         "s": s,
@@ -105,7 +107,8 @@ def fewstep_curves(judge, teacher, student, cond, labels, config, drawn: dict) -
     def draw(name, ckpt, s, steps):
         if name == CURVES[0] and steps == config.steps and s in drawn["teacher"]:
             return drawn["teacher"][s]  # already drawn for the rows
-        return generate(ckpt.model, ckpt.process, cond, s=s, steps=steps, sampler=config.sampler, seed=config.seed)
+        args = dict(s=s, steps=steps, sampler=config.sampler, seed=config.seed, **learnt_rule(student))
+        return generate(ckpt.model, ckpt.process, cond, **args)
 
     curves = nfe_curves(lambda images: judge.quality(images, labels), draw, teacher, stage1, rounds)
     return {"s": NFE_S, "stage1": str(stage1.path) if stage1 else None, "curves": curves}
@@ -168,6 +171,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "steps": config.steps,
         "student_steps": len(student.grid or range(config.steps)),
         "gate": gate_of(student),
+        "guidance_rule": learnt_rule(student),  # the rule the teacher is sampled with: the one the student learnt
         "sampler": config.sampler or teacher.process.default_sampler,
         "seed": config.seed,
         "student_trained_range": list(student.model.config.guidance_range),

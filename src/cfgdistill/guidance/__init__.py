@@ -3,6 +3,8 @@
 A new rule is one function in rules.py (or anywhere) and one line in `RULES`.
 """
 
+import functools
+
 from ..errors import UserError
 from . import guiders, rules
 
@@ -14,7 +16,7 @@ RULES = {
     "apg": guiders.apg,
     "autoguidance": guiders.autoguidance,  # takes a guide model: guided(..., guide=model)
 }
-DISTILLABLE = ("cfg",)  # rules a student learns; the others are for sampling a teacher
+DISTILLABLE = ("cfg", "rescale", "cfg-zero-star")  # rules of (x_t, t, c, s) alone, which a student learns
 
 
 def get_rule(name: str):
@@ -24,12 +26,18 @@ def get_rule(name: str):
     return RULES[name]
 
 
-def distillable_rule(name: str):
-    """The rule a student is to learn; refuses one that only samples a teacher."""
+def distillable_rule(name: str, options: dict | None = None):
+    """The rule a student is to learn, its options bound; refuses one that depends on the sampling path."""
     rule = get_rule(name)
     if name not in DISTILLABLE:
         raise UserError(f"a student cannot learn the {name} rule yet: distill takes {', '.join(DISTILLABLE)}")
-    return rule
+    options = rule_options(name, options)
+    if options.get("zero_init_steps"):
+        raise UserError(
+            "a student learns cfg-zero-star without its zero first steps, which depend on the sampling path: "
+            "pass --guider-option zero_init_steps=0"
+        )
+    return functools.partial(rule, **options)
 
 
 def parse_options(pairs: list | None) -> dict:

@@ -1,16 +1,18 @@
 """Guidance rules beyond CFG, on the maths of `diffusers.guiders`, for sampling.
 
-Each rule builds the diffusers guider for one call (or keeps it along a sampling path, for APG's momentum),
-sets its step state, and calls its `forward(pred_cond, pred_uncond)`. Like diffusers, they act on the
-network's own prediction (eps, v or velocity). Every rule keeps the project's convention: s = 1 is the
-conditional prediction. `OPTIONS` holds each rule's options: default, and the check of a value.
+Each rule calls diffusers' own function for its maths, or builds the diffusers guider for one call (or keeps
+it along a sampling path, for APG's momentum), sets its step state, and calls its `forward`. Like diffusers,
+they act on the network's own prediction (eps, v or velocity). Every rule keeps the project's convention:
+s = 1 is the conditional prediction. `OPTIONS` holds each rule's options: default, and the check of a value.
 """
 
 import torch
-from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeGuidance, ClassifierFreeZeroStarGuidance
+from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeGuidance
 from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer
+from diffusers.guiders.classifier_free_zero_star_guidance import cfg_zero_star_scale
+from diffusers.guiders.guider_utils import rescale_noise_cfg
 
-from .rules import per_sample
+from .rules import cfg, per_sample
 
 
 def _scalar(s) -> float:
@@ -27,11 +29,11 @@ def _forward(guider, pred_cond, pred_uncond, step, steps, t):
     return guider.forward(pred_cond, pred_uncond).pred
 
 
-def rescale(pred_cond, pred_uncond, s, *, phi: float = 0.7, step=None, steps=None, t=None, **context):
+def rescale(pred_cond, pred_uncond, s, *, phi: float = 0.7, **context):
     """CFG, then its per-image standard deviation pulled back toward the conditional one (Lin et al. 2024):
-    φ·cfg·std(cond)/std(cfg) + (1 − φ)·cfg."""
-    guider = ClassifierFreeGuidance(guidance_scale=_scalar(s), guidance_rescale=phi)
-    return _forward(guider, pred_cond, pred_uncond, step, steps, t)
+    φ·cfg·std(cond)/std(cfg) + (1 − φ)·cfg. diffusers' `rescale_noise_cfg` on our CFG: its guider class takes
+    one scale per call, and a student learns it at one scale per row."""
+    return rescale_noise_cfg(cfg(pred_cond, pred_uncond, s), pred_cond, phi)
 
 
 def interval(pred_cond, pred_uncond, s, *, start=0.0, stop=1.0, step=None, steps=None, t=None, **context):
@@ -41,11 +43,14 @@ def interval(pred_cond, pred_uncond, s, *, start=0.0, stop=1.0, step=None, steps
     return _forward(guider, pred_cond, pred_uncond, step, steps, t)
 
 
-def cfg_zero_star(pred_cond, pred_uncond, s, *, zero_init_steps=1, step=None, steps=None, t=None, **context):
-    """CFG-Zero* (Fan et al. 2025): the unconditional prediction scaled by the optimal
-    α* = ⟨cond, uncond⟩ / ‖uncond‖², and zero for the first `zero_init_steps` steps."""
-    guider = ClassifierFreeZeroStarGuidance(guidance_scale=_scalar(s), zero_init_steps=int(zero_init_steps))
-    return _forward(guider, pred_cond, pred_uncond, step, steps, t)
+def cfg_zero_star(pred_cond, pred_uncond, s, *, zero_init_steps=1, step=None, **context):
+    """CFG-Zero* (Fan et al. 2025): CFG with the unconditional prediction scaled by the optimal
+    α* = ⟨cond, uncond⟩ / ‖uncond‖² (diffusers' `cfg_zero_star_scale`), and zero for the first
+    `zero_init_steps` sampling steps. Per-row s, as `rescale`."""
+    if step is not None and step < zero_init_steps:
+        return torch.zeros_like(pred_cond)
+    alpha = cfg_zero_star_scale(pred_cond.flatten(1), pred_uncond.flatten(1)).view(-1, *[1] * (pred_cond.ndim - 1))
+    return cfg(pred_cond, alpha * pred_uncond, s)
 
 
 def apg(pred_cond, pred_uncond, s, *, eta=1.0, norm_threshold=15.0, momentum=0.0, state=None, step=None, **context):

@@ -10,7 +10,7 @@ from ..checkpoint import Checkpoint, load
 from ..config import DistillConfig, RunOptions
 from ..data import ImageDataset, load_dataset
 from ..errors import UserError
-from ..guidance import distillable_rule
+from ..guidance import distillable_rule, parse_options
 from ..networks import make_student
 from ..objectives import GuidanceDistillation
 from ..objectives.guidance_distillation import GUIDANCE_WEIGHTING
@@ -49,7 +49,7 @@ def distill(
         return distill_pipeline(teacher, config, pipeline, run)
     check_no_pipeline_options(pipeline)
     config.validate()
-    rule = distillable_rule(config.guider)
+    rule = distillable_rule(config.guider, parse_options(config.guider_option))
     run = run or RunOptions()
     teacher = teacher if isinstance(teacher, Checkpoint) else load(teacher)
     check_teacher(teacher, config, run)
@@ -74,6 +74,7 @@ def distill(
             training={"teacher": teacher.meta.training, "distill": asdict(config)},
             conditioning=teacher.conditioning,
             rule=config.guider,
+            options=rule.keywords,
         )
         folder.save(result)
     return result

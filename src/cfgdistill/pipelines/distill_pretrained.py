@@ -63,6 +63,8 @@ def distill_pipeline(
     name, network_dir, _ = family_of(folder)
     family, prompts = FAMILIES[name], read_prompts(options.prompts)
     check_options(config, options)
+    if config.guider != "cfg" or config.guider_option:
+        raise UserError("a pipeline's student learns cfg, the rule of its stock class; --guider is for checkpoints")
     rule = distillable_rule(config.guider)
     with RunFolder(run) as run_folder:
         pipe = family.load(folder)

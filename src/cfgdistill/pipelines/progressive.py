@@ -101,6 +101,7 @@ def run_round(teacher: Checkpoint, grid: list, config, run: RunOptions, dataset,
             training=training,
             conditioning=teacher.conditioning,
             rule=teacher.meta.guidance.rule,
+            options=teacher.meta.guidance.options,
         )
         result.meta.sampling = {"grid": half}
         folder.save(result)
