@@ -124,3 +124,43 @@ def test_sample_takes_a_guide_model_from_a_folder(tmp_path):
     assert main([*auto, "--out", str(tmp_path / "a.png"), "--out-array", str(tmp_path / "a.npy")]) == 0
     assert main([*args, "-s", "1", "--out", str(tmp_path / "c.png"), "--out-array", str(tmp_path / "c.npy")]) == 0
     assert np.allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "c.npy"), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["rescale", "cfg-zero-star"])
+def test_a_distillable_rule_takes_one_scale_per_row(name):
+    """A student learns a rule at many scales per batch: row i of a batch call is the rule at s_i alone."""
+    s = torch.tensor([1.0, 2.5, 6.0])
+    rule = RULES[name]
+    whole = rule(COND, UNCOND, s, phi=0.5, zero_init_steps=0)
+    for i in range(3):
+        alone = rule(COND[i : i + 1], UNCOND[i : i + 1], float(s[i]), phi=0.5, zero_init_steps=0)
+        assert torch.allclose(whole[i : i + 1], alone, atol=1e-6)
+
+
+def test_only_rules_of_the_state_alone_are_distilled():
+    from cfgdistill.guidance import distillable_rule
+
+    assert distillable_rule("rescale", {"phi": "0.5"}).keywords == {"phi": 0.5}
+    for name, message in (("apg", "cannot learn the apg rule"), ("interval", "cannot learn the interval rule")):
+        with pytest.raises(UserError, match=message):
+            distillable_rule(name)
+    with pytest.raises(UserError, match="zero_init_steps=0"):
+        distillable_rule("cfg-zero-star")
+
+
+def test_a_rescale_student_records_its_rule_and_evaluate_guides_the_teacher_by_it(tmp_path):
+    import json
+
+    from cfgdistill.cli import main
+
+    quiet = ["--quiet", "--validate-every", "0", "--batch-size", "16"]
+    assert main(["train", "--out", str(tmp_path / "t"), "--steps", "2", *quiet]) == 0
+    distill = ["distill", "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "s"), "--steps", "2"]
+    assert main([*distill, "--guider", "rescale", "--guider-option", "phi=0.5", *quiet]) == 0
+    meta = json.loads((tmp_path / "s" / "cfgdistill.json").read_text())
+    assert meta["guidance"]["rule"] == "rescale" and meta["guidance"]["options"] == {"phi": 0.5}
+    evaluate = ["evaluate", "--teacher", str(tmp_path / "t"), "--student", str(tmp_path / "s"), "--n", "20"]
+    assert main([*evaluate, "--guidance", "3", "--steps", "3", "--out", str(tmp_path / "e"), "--quiet"]) == 0
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert report["guidance_rule"] == {"rule": "rescale", "options": {"phi": 0.5}}
+    assert "guided by rescale (phi 0.5)" in (tmp_path / "e" / "report.md").read_text()
