@@ -3,8 +3,8 @@
     python benchmarks/guiders.py --teacher runs/fashion-flow/teacher --out docs/results/guiders-fashion-flow
         [--guide-model PATH] [--n 300] [--steps 20] [--guidance 1,2,3,5,8]
 
-Every guider draws from the same seeds and labels (text models: each class's first prompt). Saturation
-is the share of pixels within 2% of the range's ends, where high guidance piles them up. Autoguidance
+Every guider draws from the same seeds and labels (text models: each class's first prompt). Each point also
+has `evaluate`'s saturation: the share of pixels within 2% of the range's ends. Autoguidance
 runs when `--guide-model` names a weaker teacher.
 """
 
@@ -33,10 +33,6 @@ GUIDERS = {  # name -> options: the papers' suggestions where they carry over, e
 }
 
 
-def saturation(images: torch.Tensor) -> float:
-    return (images.abs() > 0.96).float().mean().item()
-
-
 def curves(teacher, guide, judge, labels, args) -> dict:
     cond = teacher.conditioning.encode(labels=labels)
     guiders = GUIDERS | ({"autoguidance": {"guide": guide.model}} if guide else {})
@@ -46,7 +42,7 @@ def curves(teacher, guide, judge, labels, args) -> dict:
         out[name] = []
         for s in args.guidance:
             images = generate(teacher.model, teacher.process, cond, s=s, rule=name, options=options, steps=args.steps)
-            row = {"s": s, **judge.quality(images, labels), "saturation": saturation(images)}
+            row = {"s": s, **judge.quality(images, labels)}
             out[name].append(row)
             print(f"{name} s={s:g}: FD {row['fd']:.2f}, accuracy {100 * row['accuracy']:.1f}%", flush=True)
     return out

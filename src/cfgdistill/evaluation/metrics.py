@@ -70,3 +70,9 @@ def coverage(manifold: torch.Tensor, queries: torch.Tensor, k: int) -> float:
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple:
     """Improved precision and recall, Kynkäänniemi et al. (2019): fidelity and coverage in feature space."""
     return coverage(real, fake, k), coverage(fake, real, k)
+
+
+def saturation(images: torch.Tensor) -> float:
+    """The share of pixels within 2% of the range's ends (|x| > 0.96 in [−1, 1]): where high guidance piles
+    them up, as oversaturation."""
+    return (images.abs() > 0.96).float().mean().item()

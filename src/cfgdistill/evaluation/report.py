@@ -18,6 +18,7 @@ from .metrics import (
     paired_gap_se,
     per_class_accuracy,
     precision_recall,
+    saturation,
     within_class_distance,
 )
 from .nfe import CURVES, NFE_S, fewstep_family, nfe_curves
@@ -48,6 +49,7 @@ class Judge:
             "within_class_distance": within_class_distance(features, labels),
             "precision": precision,
             "recall": recall,
+            "saturation": saturation(images),
         }
 
 
