@@ -126,14 +126,15 @@ def test_sample_takes_a_guide_model_from_a_folder(tmp_path):
     assert np.allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "c.npy"), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["rescale", "cfg-zero-star"])
+@pytest.mark.parametrize("name", ["rescale", "cfg-zero-star", "apg"])
 def test_a_distillable_rule_takes_one_scale_per_row(name):
     """A student learns a rule at many scales per batch: row i of a batch call is the rule at s_i alone."""
     s = torch.tensor([1.0, 2.5, 6.0])
     rule = RULES[name]
-    whole = rule(COND, UNCOND, s, phi=0.5, zero_init_steps=0)
+    options = dict(phi=0.5, zero_init_steps=0, eta=0.5, norm_threshold=3.0)
+    whole = rule(COND, UNCOND, s, **options)
     for i in range(3):
-        alone = rule(COND[i : i + 1], UNCOND[i : i + 1], float(s[i]), phi=0.5, zero_init_steps=0)
+        alone = rule(COND[i : i + 1], UNCOND[i : i + 1], float(s[i]), **options)
         assert torch.allclose(whole[i : i + 1], alone, atol=1e-6)
 
 
@@ -141,11 +142,13 @@ def test_only_rules_of_the_state_alone_are_distilled():
     from cfgdistill.guidance import distillable_rule
 
     assert distillable_rule("rescale", {"phi": "0.5"}).keywords == {"phi": 0.5}
-    for name, message in (("apg", "cannot learn the apg rule"), ("interval", "cannot learn the interval rule")):
-        with pytest.raises(UserError, match=message):
+    for name in ("interval", "autoguidance"):
+        with pytest.raises(UserError, match=f"cannot learn the {name} rule"):
             distillable_rule(name)
     with pytest.raises(UserError, match="zero_init_steps=0"):
         distillable_rule("cfg-zero-star")
+    with pytest.raises(UserError, match="momentum=0"):
+        distillable_rule("apg", {"momentum": "-0.5"})
 
 
 def test_a_rescale_student_records_its_rule_and_evaluate_guides_the_teacher_by_it(tmp_path):

@@ -16,7 +16,7 @@ RULES = {
     "apg": guiders.apg,
     "autoguidance": guiders.autoguidance,  # takes a guide model: guided(..., guide=model)
 }
-DISTILLABLE = ("cfg", "rescale", "cfg-zero-star")  # rules of (x_t, t, c, s) alone, which a student learns
+DISTILLABLE = ("cfg", "rescale", "cfg-zero-star", "apg")  # rules of (x_t, t, c, s) alone, which a student learns
 
 
 def get_rule(name: str):
@@ -32,11 +32,9 @@ def distillable_rule(name: str, options: dict | None = None):
     if name not in DISTILLABLE:
         raise UserError(f"a student cannot learn the {name} rule yet: distill takes {', '.join(DISTILLABLE)}")
     options = rule_options(name, options)
-    if options.get("zero_init_steps"):
-        raise UserError(
-            "a student learns cfg-zero-star without its zero first steps, which depend on the sampling path: "
-            "pass --guider-option zero_init_steps=0"
-        )
+    for key in ("zero_init_steps", "momentum"):  # both depend on the sampling path, not the state alone
+        if options.get(key):
+            raise UserError(f"a student learns {name} of the state alone, not its path: pass --guider-option {key}=0")
     return functools.partial(rule, **options)
 
 

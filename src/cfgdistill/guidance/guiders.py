@@ -7,8 +7,8 @@ s = 1 is the conditional prediction. `OPTIONS` holds each rule's options: defaul
 """
 
 import torch
-from diffusers.guiders import AdaptiveProjectedGuidance, ClassifierFreeGuidance
-from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer
+from diffusers.guiders import ClassifierFreeGuidance
+from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer, normalized_guidance
 from diffusers.guiders.classifier_free_zero_star_guidance import cfg_zero_star_scale
 from diffusers.guiders.guider_utils import rescale_noise_cfg
 
@@ -53,21 +53,18 @@ def cfg_zero_star(pred_cond, pred_uncond, s, *, zero_init_steps=1, step=None, **
     return cfg(pred_cond, alpha * pred_uncond, s)
 
 
-def apg(pred_cond, pred_uncond, s, *, eta=1.0, norm_threshold=15.0, momentum=0.0, state=None, step=None, **context):
+def apg(pred_cond, pred_uncond, s, *, eta=1.0, norm_threshold=15.0, momentum=0.0, state=None, **context):
     """Adaptive projected guidance (Sadat et al. 2024): cond + (s − 1)·(Δ⊥ + η·Δ∥), where Δ = cond − uncond
     (with momentum, a running sum along the path) is clipped to `norm_threshold` and split along cond.
-    diffusers' original formulation with scale s − 1 is this form; its default one would not give the
-    conditional prediction at s = 1."""
-    state = {} if state is None else state
-    if "apg" not in state:  # one guider per sampling path: it holds the momentum buffer
-        state["apg"] = AdaptiveProjectedGuidance(
-            guidance_scale=_scalar(s) - 1,
-            adaptive_projected_guidance_rescale=norm_threshold,
-            eta=eta,
-            use_original_formulation=True,
-        )
-        state["apg"].momentum_buffer = MomentumBuffer(momentum) if momentum else None
-    return _forward(state["apg"], pred_cond, pred_uncond, step, None, None)
+    diffusers' `normalized_guidance` in its original formulation with scale s − 1 is this form (its default
+    one would not give the conditional prediction at s = 1); per-row s, as `rescale`. The momentum buffer
+    lives in `state`, one per sampling path."""
+    buffer = None
+    if momentum:
+        state = {} if state is None else state
+        buffer = state.setdefault("apg_momentum", MomentumBuffer(momentum))
+    scale = per_sample(s, pred_cond) - 1
+    return normalized_guidance(pred_cond, pred_uncond, scale, buffer, eta, norm_threshold, True)
 
 
 def autoguidance(pred_cond, pred_guide, s, **context):
