@@ -19,6 +19,7 @@ from .evaluation.pipelines import COLUMNS, evaluate_pipelines, write_pipeline_re
 from .evaluation.report import Evaluation
 from .evaluation.report import evaluate as evaluate_pair
 from .guidance import parse_options, rule_options
+from .guidance.autoguide import load_guide
 from .images import tile, write_array
 from .io import WRITE_ERRORS, check_file_output, check_output_dir, why, write_all
 from .pipelines.distill import distill
@@ -126,20 +127,8 @@ def sampling_rule(checkpoint: Checkpoint, config: SampleConfig) -> tuple:
     if (name == "autoguidance") != (config.guide_model is not None):
         raise UserError("--guider autoguidance needs --guide-model PATH, and --guide-model goes with it only")
     if config.guide_model is not None:
-        options["guide"] = guide_model(checkpoint, _checkpoint(config.guide_model)).model
+        options["guide"] = load_guide(checkpoint, config.guide_model).model
     return name, options
-
-
-def guide_model(teacher: Checkpoint, guide: Checkpoint) -> Checkpoint:
-    """The weaker model of autoguidance: a teacher of the same process, image shape and conditions."""
-    if guide.kind != "teacher":
-        raise UserError("the guide model must be a teacher (a student has no conditional pass of its own)")
-    same = lambda c: (c.meta.process, c.process.prediction_type, tuple(c.model.sample_shape))  # noqa: E731
-    if same(guide) != same(teacher):
-        raise UserError("the guide model must use the teacher's forward process, prediction and image shape")
-    if guide.conditioning.kind != teacher.conditioning.kind or guide.class_names != teacher.class_names:
-        raise UserError("the guide model must take the teacher's conditions (the same classes or text encoder)")
-    return guide
 
 
 def write_samples(images: torch.Tensor, columns: int, config: SampleConfig, cell: int = 32) -> torch.Tensor:

@@ -39,6 +39,7 @@ class GuidanceMeta:
     trained_range: list | None = None  # a student's distilled s range
     rule: str = "cfg"  # the guidance rule a student reproduces (a teacher is guided by any)
     options: dict | None = None  # that rule's options
+    guide_model: str | None = None  # autoguidance: the weaker teacher the student learnt with
 
 
 @dataclass

@@ -130,8 +130,9 @@ class DistillConfig(LoopConfig):
     steps: int = setting(1500, "optimizer steps", POSITIVE)
     warmup_steps: int = setting(50, "learning-rate warm-up steps (at most a tenth of the run)", COUNT)
     data: str | None = setting(None, "training images (default: the teacher's dataset)")
-    guider: str = setting("cfg", "the guidance rule the student learns: cfg, rescale or cfg-zero-star", choices=GUIDERS)
+    guider: str = setting("cfg", "the guidance rule the student learns (docs/guiders.md)", choices=GUIDERS)
     guider_option: list | None = setting(None, "KEY=VALUE option of the guider; repeat for several", repeat=True)
+    guide_model: str | None = setting(None, "autoguidance: the weaker teacher that guides (a folder)")  # str: JSON
     guidance_min: float = setting(1.0, "smallest s drawn in training", FINITE)
     guidance_max: float = setting(6.0, "largest s drawn in training", FINITE)
     trajectory_fraction: float = setting(

@@ -84,6 +84,7 @@ GUIDANCE = {
     "trained_range": (scale_range, "null or [low, high], finite, low <= high"),
     "rule": (text, "a rule name"),
     "options": (optional(numbers_table), "null or the rule's options, each a finite number"),
+    "guide_model": (optional(text), "null or the guide model's folder"),
 }
 CONDITIONING = {
     "type": (one_of("class", "text"), "class or text"),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..guidance.autoguide import load_guide
 from ..pipelines.sample import generate
 
 
@@ -57,9 +58,16 @@ def timed_sample(model, process, cond, s, steps, sampler=None, seed=0, batch_siz
     return Run(images, seconds, counter["rows"] / len(cond))
 
 
-def learnt_rule(student) -> dict:
-    """The rule a student learnt, and its options: what its teacher is sampled with to compare the two."""
-    return {"rule": student.meta.guidance.rule, "options": student.meta.guidance.options}
+def learnt_rule(student, guides: dict = {}) -> dict:  # noqa: B006  (a cache of loaded guide models)
+    """The rule a student learnt, and its options: what its teacher is sampled with to compare the two
+    (autoguidance: with the guide model the student learnt with, loaded once)."""
+    guidance = student.meta.guidance
+    options = dict(guidance.options or {})
+    if guidance.guide_model:
+        if guidance.guide_model not in guides:
+            guides[guidance.guide_model] = load_guide(student, guidance.guide_model).model
+        options["guide"] = guides[guidance.guide_model]
+    return {"rule": guidance.rule, "options": options}
 
 
 def compare(teacher, student, process, labels, s, steps, sampler=None, seed=0, batch_size=256) -> tuple:

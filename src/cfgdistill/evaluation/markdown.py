@@ -38,8 +38,9 @@ def rule_text(rule: dict | None) -> str:
     """ "cfg", or "rescale (phi 0.7)"."""
     if not rule:
         return "cfg"
-    options = ", ".join(f"{key} {value:g}" for key, value in (rule.get("options") or {}).items())
-    return rule["rule"] + (f" ({options})" if options else "")
+    options = [f"{key} {value:g}" for key, value in (rule.get("options") or {}).items()]
+    options += [f"guide {rule['guide_model']}"] if rule.get("guide_model") else []
+    return rule["rule"] + (f" ({', '.join(options)})" if options else "")
 
 
 def header_lines(report: dict) -> list:

@@ -1,6 +1,6 @@
 """`evaluate`: quality against guidance scale for teacher (guided) and student, side by side."""
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -173,7 +173,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "steps": config.steps,
         "student_steps": len(student.grid or range(config.steps)),
         "gate": gate_of(student),
-        "guidance_rule": learnt_rule(student),  # the rule the teacher is sampled with: the one the student learnt
+        "guidance_rule": asdict(student.meta.guidance),  # the teacher is sampled by the rule the student learnt
         "sampler": config.sampler or teacher.process.default_sampler,
         "seed": config.seed,
         "student_trained_range": list(student.model.config.guidance_range),

@@ -16,7 +16,7 @@ RULES = {
     "apg": guiders.apg,
     "autoguidance": guiders.autoguidance,  # takes a guide model: guided(..., guide=model)
 }
-DISTILLABLE = ("cfg", "rescale", "cfg-zero-star", "apg")  # rules of (x_t, t, c, s) alone, which a student learns
+DISTILLABLE = ("cfg", "rescale", "cfg-zero-star", "apg", "autoguidance")  # of (x_t, t, c, s) alone: learnable
 
 
 def get_rule(name: str):

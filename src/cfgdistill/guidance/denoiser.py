@@ -12,6 +12,7 @@ from ..errors import ExtrapolationWarning, UserError
 from ..networks import device_of, takes_guidance
 from ..settings import FINITE
 from . import get_rule
+from .autoguide import GuidedPair
 
 
 def check_guidance(s: float) -> float:
@@ -30,6 +31,8 @@ def predict_pair(model, x_t, t, cond, negative=None) -> tuple:
     otherwise two calls, the unconditional first. Runs where the model lives, returns where x_t is.
     """
     here = x_t.device
+    if negative is None and hasattr(model, "pair"):  # a model that pairs itself: autoguidance
+        return tuple(p.to(here) for p in model.pair(x_t, torch.as_tensor(t).expand(x_t.shape[0]), cond))
     device = device_of(model, here)
     t = torch.as_tensor(t, device=device).expand(x_t.shape[0])
     x_t, cond, negative = (None if v is None else v.to(device) for v in (x_t, cond, negative))
@@ -52,6 +55,7 @@ def guided(model, s, rule: str = "cfg", negative=None, steps: int | None = None,
     s = check_guidance(s) if not torch.is_tensor(s) else s
     if takes_guidance(model):
         return student_denoiser(model, s, negative)
+    model = GuidedPair(model, guide) if guide is not None else model
     combine, state = get_rule(rule), {"step": 0}
     exact = getattr(combine, "exact_at", {}).get(float(s)) if not torch.is_tensor(s) else None
 
@@ -62,10 +66,7 @@ def guided(model, s, rule: str = "cfg", negative=None, steps: int | None = None,
             return model(x_t, t, cond)
         if exact == "uncond":
             return model(x_t, t, negative)
-        if guide is None:
-            pred_cond, pred_uncond = predict_pair(model, x_t, t, cond, negative)
-        else:
-            pred_cond, pred_uncond = model(x_t, t, cond), guide(x_t, t, cond)
+        pred_cond, pred_uncond = predict_pair(model, x_t, t, cond, negative)
         pred = combine(pred_cond, pred_uncond, s, t=t, step=state["step"], steps=steps, state=state, **options)
         state["step"] += 1
         return pred

@@ -11,6 +11,7 @@ from ..config import DistillConfig, RunOptions
 from ..data import ImageDataset, load_dataset
 from ..errors import UserError
 from ..guidance import distillable_rule, parse_options
+from ..guidance.autoguide import GuidedPair, load_guide
 from ..networks import make_student
 from ..objectives import GuidanceDistillation
 from ..objectives.guidance_distillation import GUIDANCE_WEIGHTING
@@ -53,6 +54,7 @@ def distill(
     run = run or RunOptions()
     teacher = teacher if isinstance(teacher, Checkpoint) else load(teacher)
     check_teacher(teacher, config, run)
+    guide = autoguide_of(teacher, config)
     with RunFolder(run) as folder:
         data = teacher.meta.data
         dataset = dataset or load_dataset(config.data or data.name, "train", image_shape=tuple(data.image_shape))
@@ -60,12 +62,15 @@ def distill(
         teacher_model = teacher.model.eval().requires_grad_(False)
         torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
         student = make_student(teacher_model, (config.guidance_min, config.guidance_max))
-        objective = GuidanceDistillation(teacher_model, teacher.process, teacher.conditioning, config, rule, dataset)
+        pair = GuidedPair(teacher_model, guide.model.eval().requires_grad_(False)) if guide else teacher_model
+        objective = GuidanceDistillation(pair, teacher.process, teacher.conditioning, config, rule, dataset)
         identity = {"teacher": fingerprint(teacher_model), "data_images": len(dataset)}
+        if guide:
+            identity["guide"] = fingerprint(guide.model)
         if config.loss_space == "guidance":
             identity["guidance_weighting"] = GUIDANCE_WEIGHTING
         fit(student, objective, dataset, config, run, identity, class_preview(teacher.process, teacher.conditioning))
-        teacher_model.cpu()
+        pair.cpu()
         result = Checkpoint.create(
             student.cpu(),
             teacher.process,
@@ -76,8 +81,16 @@ def distill(
             rule=config.guider,
             options=rule.keywords,
         )
+        result.meta.guidance.guide_model = str(Path(config.guide_model).resolve()) if guide else None
         folder.save(result)
     return result
+
+
+def autoguide_of(teacher: Checkpoint, config: DistillConfig) -> Checkpoint | None:
+    """Autoguidance's guide model, checked against the teacher; None for every other rule."""
+    if (config.guider == "autoguidance") != (config.guide_model is not None):
+        raise UserError("--guider autoguidance needs --guide-model PATH, and --guide-model goes with it only")
+    return load_guide(teacher, config.guide_model) if config.guide_model is not None else None
 
 
 def check_no_pipeline_options(options: PipelineOptions):
