@@ -1,12 +1,16 @@
 """The guiders beyond CFG (diffusers.guiders' maths) against their papers' formulas, written out here."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from cfgdistill import load as cfgdistill_load
+from cfgdistill.cli import main
 from cfgdistill.errors import UserError
-from cfgdistill.guidance import RULES, guided, parse_options, rule_options
+from cfgdistill.guidance import RULES, guided, parse_options, predict_pair, rule_options
+from cfgdistill.guidance.autoguide import GuidedPair
 from cfgdistill.pipelines.sample import generate
 
 g = torch.Generator().manual_seed(0)
@@ -114,14 +118,22 @@ def test_autoguidance_is_karras_et_al_with_the_guide_models_conditional_pass(tea
     assert torch.allclose(guided(teacher, 1.0, "autoguidance", guide=weaker)(x, t, labels), c, atol=1e-6)
 
 
-def test_sample_takes_a_guide_model_from_a_folder(tmp_path):
-    """The CLI path: a teacher guided by itself is its conditional model, whatever s."""
-    from cfgdistill.cli import main
+QUIET = ["--quiet", "--validate-every", "0", "--batch-size", "16"]
 
-    quiet = ["--quiet", "--validate-every", "0", "--batch-size", "16"]
-    assert main(["train", "--out", str(tmp_path / "t"), "--steps", "2", *quiet]) == 0
-    args = ["sample", "--model", str(tmp_path / "t"), "--n", "4", "--steps", "3", "--quiet"]
-    auto = [*args, "-s", "4", "--guider", "autoguidance", "--guide-model", str(tmp_path / "t")]
+
+@pytest.fixture(scope="module")
+def teachers(tmp_path_factory):
+    """A teacher `t` and a weaker one `weak`, trained for fewer steps."""
+    root = tmp_path_factory.mktemp("guiders")
+    for name, steps in (("t", "3"), ("weak", "1")):
+        assert main(["train", "--out", str(root / name), "--steps", steps, *QUIET]) == 0
+    return root
+
+
+def test_sample_takes_a_guide_model_from_a_folder(teachers, tmp_path):
+    """The CLI path: a teacher guided by itself is its conditional model, whatever s."""
+    args = ["sample", "--model", str(teachers / "t"), "--n", "4", "--steps", "3", "--quiet"]
+    auto = [*args, "-s", "4", "--guider", "autoguidance", "--guide-model", str(teachers / "t")]
     assert main([*auto, "--out", str(tmp_path / "a.png"), "--out-array", str(tmp_path / "a.npy")]) == 0
     assert main([*args, "-s", "1", "--out", str(tmp_path / "c.png"), "--out-array", str(tmp_path / "c.npy")]) == 0
     assert np.allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "c.npy"), atol=1e-5)
@@ -151,42 +163,27 @@ def test_only_rules_of_the_state_alone_are_distilled():
         distillable_rule("apg", {"momentum": "-0.5"})
 
 
-def test_a_rescale_student_records_its_rule_and_evaluate_guides_the_teacher_by_it(tmp_path):
-    import json
-
-    from cfgdistill.cli import main
-
-    quiet = ["--quiet", "--validate-every", "0", "--batch-size", "16"]
-    assert main(["train", "--out", str(tmp_path / "t"), "--steps", "2", *quiet]) == 0
-    distill = ["distill", "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "s"), "--steps", "2"]
-    assert main([*distill, "--guider", "rescale", "--guider-option", "phi=0.5", *quiet]) == 0
+def test_a_rescale_student_records_its_rule_and_evaluate_guides_the_teacher_by_it(teachers, tmp_path):
+    distill = ["distill", "--teacher", str(teachers / "t"), "--out", str(tmp_path / "s"), "--steps", "2"]
+    assert main([*distill, "--guider", "rescale", "--guider-option", "phi=0.5", *QUIET]) == 0
     meta = json.loads((tmp_path / "s" / "cfgdistill.json").read_text())
     assert meta["guidance"]["rule"] == "rescale" and meta["guidance"]["options"] == {"phi": 0.5}
-    evaluate = ["evaluate", "--teacher", str(tmp_path / "t"), "--student", str(tmp_path / "s"), "--n", "20"]
+    evaluate = ["evaluate", "--teacher", str(teachers / "t"), "--student", str(tmp_path / "s"), "--n", "20"]
     assert main([*evaluate, "--guidance", "3", "--steps", "3", "--out", str(tmp_path / "e"), "--quiet"]) == 0
     report = json.loads((tmp_path / "e" / "report.json").read_text())
     assert {k: report["guidance_rule"][k] for k in ("rule", "options")} == {"rule": "rescale", "options": {"phi": 0.5}}
     assert "guided by rescale (phi 0.5)" in (tmp_path / "e" / "report.md").read_text()
 
 
-def test_an_autoguidance_student_learns_with_its_guide_and_evaluate_loads_it(tmp_path):
-    import json
-
-    from cfgdistill.cli import main
-    from cfgdistill.guidance import predict_pair
-    from cfgdistill.guidance.autoguide import GuidedPair
-
-    quiet = ["--quiet", "--validate-every", "0", "--batch-size", "16"]
-    for name, steps in (("t", "3"), ("weak", "1")):
-        assert main(["train", "--out", str(tmp_path / name), "--steps", steps, *quiet]) == 0
-    distill = ["distill", "--teacher", str(tmp_path / "t"), "--out", str(tmp_path / "s"), "--steps", "2"]
-    assert main([*distill, "--guider", "autoguidance", "--guide-model", str(tmp_path / "weak"), *quiet]) == 0
+def test_an_autoguidance_student_learns_with_its_guide_and_evaluate_loads_it(teachers, tmp_path):
+    distill = ["distill", "--teacher", str(teachers / "t"), "--out", str(tmp_path / "s"), "--steps", "2"]
+    assert main([*distill, "--guider", "autoguidance", "--guide-model", str(teachers / "weak"), *QUIET]) == 0
     meta = json.loads((tmp_path / "s" / "cfgdistill.json").read_text())["guidance"]
-    assert meta["rule"] == "autoguidance" and meta["guide_model"] == str((tmp_path / "weak").resolve())
-    evaluate = ["evaluate", "--teacher", str(tmp_path / "t"), "--student", str(tmp_path / "s"), "--n", "20"]
+    assert meta["rule"] == "autoguidance" and meta["guide_model"] == str((teachers / "weak").resolve())
+    evaluate = ["evaluate", "--teacher", str(teachers / "t"), "--student", str(tmp_path / "s"), "--n", "20"]
     assert main([*evaluate, "--guidance", "3", "--steps", "3", "--out", str(tmp_path / "e"), "--quiet"]) == 0
     assert "guided by autoguidance (guide " in (tmp_path / "e" / "report.md").read_text()
-    main_model, guide = (cfgdistill_load(tmp_path / n).model for n in ("t", "weak"))
+    main_model, guide = (cfgdistill_load(teachers / n).model for n in ("t", "weak"))
     x, t, c = torch.randn(4, 1, 8, 8), torch.full((4,), 300), torch.arange(4)
     pair = predict_pair(GuidedPair(main_model, guide), x, t, c)
     assert torch.equal(pair[0], main_model(x, t, c)) and torch.equal(pair[1], guide(x, t, c))
