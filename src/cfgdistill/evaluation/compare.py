@@ -1,7 +1,7 @@
 """Side-by-side measurements of teacher (CFG) and student sampling from the same noise."""
 
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -51,11 +51,13 @@ def timed_sample(model, process, cond, s, steps, sampler=None, seed=0, batch_siz
     """Sample once, measuring wall time and network evaluations per image; `rule`: a teacher's `rule` and
     `options` (see `learnt_rule`)."""
     args = dict(s=s, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size, **rule)
-    with count_rows(model) as counter:
+    networks = [model, *[guide for guide in [(rule.get("options") or {}).get("guide")] if guide is not None]]
+    with ExitStack() as stack:
+        counters = [stack.enter_context(count_rows(network)) for network in networks]  # autoguidance: both
         start = time.perf_counter()
         images = generate(model, process, cond, **args)
         seconds = time.perf_counter() - start
-    return Run(images, seconds, counter["rows"] / len(cond))
+    return Run(images, seconds, sum(c["rows"] for c in counters) / len(cond))
 
 
 def learnt_rule(student, guides: dict = {}) -> dict:  # noqa: B006  (a cache of loaded guide models)
