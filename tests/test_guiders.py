@@ -183,6 +183,8 @@ def test_an_autoguidance_student_learns_with_its_guide_and_evaluate_loads_it(tea
     evaluate = ["evaluate", "--teacher", str(teachers / "t"), "--student", str(tmp_path / "s"), "--n", "20"]
     assert main([*evaluate, "--guidance", "3", "--steps", "3", "--out", str(tmp_path / "e"), "--quiet"]) == 0
     assert "guided by autoguidance (guide " in (tmp_path / "e" / "report.md").read_text()
+    row = json.loads((tmp_path / "e" / "report.json").read_text())["rows"][0]
+    assert row["teacher"]["nfe_per_image"] == 6 and row["student"]["nfe_per_image"] == 3  # main + guide, 3 steps
     main_model, guide = (cfgdistill_load(teachers / n).model for n in ("t", "weak"))
     x, t, c = torch.randn(4, 1, 8, 8), torch.full((4,), 300), torch.arange(4)
     pair = predict_pair(GuidedPair(main_model, guide), x, t, c)
