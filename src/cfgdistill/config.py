@@ -32,7 +32,6 @@ from .settings import (
 )
 
 # Choice lists: the library's registries are checked against these in its tests.
-GUIDERS = ("cfg", "rescale", "interval", "cfg-zero-star", "apg", "autoguidance")  # guidance.RULES, without torch
 SAMPLER_HELP = "diffusers scheduler, or Meng's stochastic sampler (default: ddim for VP, euler for flow models)"
 SAMPLERS = ("ddim", "dpm++", "euler", "heun", "stochastic")  # ddim is VP only; stochastic: Meng's Algorithm 3
 PREDICTIONS = ("epsilon", "v_prediction")
@@ -130,7 +129,7 @@ class DistillConfig(LoopConfig):
     steps: int = setting(1500, "optimizer steps", POSITIVE)
     warmup_steps: int = setting(50, "learning-rate warm-up steps (at most a tenth of the run)", COUNT)
     data: str | None = setting(None, "training images (default: the teacher's dataset)")
-    guider: str = setting("cfg", "the guidance rule the student learns (docs/guiders.md)", choices=GUIDERS)
+    guider: str = setting("cfg", "the guidance rule the student learns (cfgdistill.guidance.RULES, docs/guiders.md)")
     guider_option: list | None = setting(None, "KEY=VALUE option of the guider; repeat for several", repeat=True)
     guide_model: str | None = setting(None, "autoguidance: the weaker teacher that guides (a folder)")  # str: JSON
     guidance_min: float = setting(1.0, "smallest s drawn in training", FINITE)
@@ -193,7 +192,7 @@ class SampleConfig(Settings):
     labels: list | None = setting(None, "comma-separated class indices or names, repeated to fill --n", NAMES)
     prompt: list | None = setting(None, "a text prompt (text models); repeat for several columns", PROMPT, repeat=True)
     negative_prompt: str | None = setting(None, "the teacher's negative branch: pred = neg + s*(pos - neg)", PROMPT)
-    guider: str | None = setting(None, "a teacher's guidance rule (default cfg); not for students", choices=GUIDERS)
+    guider: str | None = setting(None, "a teacher's guidance rule (default cfg; docs/guiders.md); not for students")
     guider_option: list | None = setting(None, "KEY=VALUE option of the guider; repeat for several", repeat=True)
     guide_model: Path | None = setting(None, "autoguidance: the weaker teacher that guides (e.g. trained less)", PATH)
     n: int | None = setting(None, "number of images (default: one per label, or 10 per class)", at_most(MAX_SAMPLES))

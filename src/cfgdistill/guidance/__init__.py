@@ -16,7 +16,6 @@ RULES = {
     "apg": guiders.apg,
     "autoguidance": guiders.autoguidance,  # takes a guide model: guided(..., guide=model)
 }
-DISTILLABLE = ("cfg", "rescale", "cfg-zero-star", "apg", "autoguidance")  # of (x_t, t, c, s) alone: learnable
 
 
 def get_rule(name: str):
@@ -29,8 +28,9 @@ def get_rule(name: str):
 def distillable_rule(name: str, options: dict | None = None):
     """The rule a student is to learn, its options bound; refuses one that depends on the sampling path."""
     rule = get_rule(name)
-    if name not in DISTILLABLE:
-        raise UserError(f"a student cannot learn the {name} rule yet: distill takes {', '.join(DISTILLABLE)}")
+    if getattr(rule, "per_step", False):
+        learnable = ", ".join(key for key, value in RULES.items() if not getattr(value, "per_step", False))
+        raise UserError(f"a student cannot learn the {name} rule yet (it depends on the step); it learns {learnable}")
     options = rule_options(name, options)
     for key in ("zero_init_steps", "momentum"):  # both depend on the sampling path, not the state alone
         if options.get(key):
@@ -52,7 +52,7 @@ def parse_options(pairs: list | None) -> dict:
 def rule_options(name: str, given: dict | None = None) -> dict:
     """The options of rule `name`: its defaults, overridden by `given` (text or numbers), each checked."""
     get_rule(name)
-    known, options = guiders.OPTIONS[name], {}
+    known, options = guiders.OPTIONS.get(name, {}), {}
     for key, value in (given or {}).items():
         if key not in known:
             names = ", ".join(known) or "none"
@@ -73,5 +73,5 @@ def rule_options(name: str, given: dict | None = None) -> dict:
 
 from .denoiser import check_guidance, guided, predict_pair  # noqa: E402  (denoiser.py reads get_rule)
 
-__all__ = ["DISTILLABLE", "RULES", "check_guidance", "get_rule", "guided", "parse_options", "predict_pair"]
+__all__ = ["RULES", "check_guidance", "get_rule", "guided", "parse_options", "predict_pair"]
 __all__ += ["distillable_rule", "rule_options", "rules"]

@@ -103,5 +103,6 @@ OPTIONS = {  # rule -> option -> (default, problem(value) -> message or None)
     },
 }
 
+interval.per_step = True  # depends on the step index, not the state alone: not distilled yet
 for _rule in (rescale, interval, apg, autoguidance):
     _rule.exact_at = {1.0: "cond"}  # each is the conditional prediction at s = 1

@@ -64,25 +64,37 @@ def distill(
         student = make_student(teacher_model, (config.guidance_min, config.guidance_max))
         pair = GuidedPair(teacher_model, guide.model.eval().requires_grad_(False)) if guide else teacher_model
         objective = GuidanceDistillation(pair, teacher.process, teacher.conditioning, config, rule, dataset)
-        identity = {"teacher": fingerprint(teacher_model), "data_images": len(dataset)}
-        if guide:
-            identity["guide"] = fingerprint(guide.model)
-        if config.loss_space == "guidance":
-            identity["guidance_weighting"] = GUIDANCE_WEIGHTING
+        identity = run_identity(teacher_model, guide, dataset, config)
         fit(student, objective, dataset, config, run, identity, class_preview(teacher.process, teacher.conditioning))
         pair.cpu()
-        result = Checkpoint.create(
-            student.cpu(),
-            teacher.process,
-            kind="student",
-            dataset=dataset,
-            training={"teacher": teacher.meta.training, "distill": asdict(config)},
-            conditioning=teacher.conditioning,
-            rule=config.guider,
-            options=rule.keywords,
-        )
-        result.meta.guidance.guide_model = str(Path(config.guide_model).resolve()) if guide else None
+        result = student_checkpoint(student.cpu(), teacher, dataset, config, rule)
         folder.save(result)
+    return result
+
+
+def run_identity(teacher_model, guide, dataset, config: DistillConfig) -> dict:
+    """What a resumed run must share besides its config: the teacher, the guide, the data, the weighting."""
+    identity = {"teacher": fingerprint(teacher_model), "data_images": len(dataset)}
+    if guide:
+        identity["guide"] = fingerprint(guide.model)
+    if config.loss_space == "guidance":
+        identity["guidance_weighting"] = GUIDANCE_WEIGHTING
+    return identity
+
+
+def student_checkpoint(student, teacher: Checkpoint, dataset, config: DistillConfig, rule) -> Checkpoint:
+    """The student with its record: the teacher's training, this run's config, the rule, options and guide."""
+    result = Checkpoint.create(
+        student,
+        teacher.process,
+        kind="student",
+        dataset=dataset,
+        training={"teacher": teacher.meta.training, "distill": asdict(config)},
+        conditioning=teacher.conditioning,
+        rule=config.guider,
+        options=rule.keywords,
+    )
+    result.meta.guidance.guide_model = str(Path(config.guide_model).resolve()) if config.guide_model else None
     return result
 
 
