@@ -60,15 +60,18 @@ def timed_sample(model, process, cond, s, steps, sampler=None, seed=0, batch_siz
     return Run(images, seconds, sum(c["rows"] for c in counters) / len(cond))
 
 
-def learnt_rule(student, guides: dict = {}) -> dict:  # noqa: B006  (a cache of loaded guide models)
+GUIDES = {}  # guide folder -> its loaded model: an evaluation asks for it at every s
+
+
+def learnt_rule(student) -> dict:
     """The rule a student learnt, and its options: what its teacher is sampled with to compare the two
     (autoguidance: with the guide model the student learnt with, loaded once)."""
     guidance = student.meta.guidance
     options = dict(guidance.options or {})
     if guidance.guide_model:
-        if guidance.guide_model not in guides:
-            guides[guidance.guide_model] = load_guide(student, guidance.guide_model).model
-        options["guide"] = guides[guidance.guide_model]
+        if guidance.guide_model not in GUIDES:
+            GUIDES[guidance.guide_model] = load_guide(student, guidance.guide_model).model
+        options["guide"] = GUIDES[guidance.guide_model]
     return {"rule": guidance.rule, "options": options}
 
 
