@@ -34,11 +34,26 @@ def test_rescale_is_lin_et_al(phi):
     assert torch.allclose(out, rescaled(COND, UNCOND, 4.0, phi), atol=1e-5)
 
 
-def test_interval_guides_only_inside_its_steps():
-    """10 steps, interval [0.2, 0.6): CFG at steps 2 to 5, the conditional prediction elsewhere."""
+def test_interval_guides_only_inside_its_noise_levels():
+    """Progress p = 1 − t/1000 in [0.2, 0.6): CFG there, per row, the conditional prediction elsewhere."""
+    t = torch.tensor([1000.0, 850.0, 800.0, 600.0, 401.0, 400.0, 0.0])[:, None]
+    c, u = (x[:1].expand(len(t), -1, -1, -1) for x in (COND, UNCOND))
+    out = RULES["interval"](c, u, 3.0, start=0.2, stop=0.6, t=t.squeeze(1))
+    for row, level in enumerate(t.squeeze(1).tolist()):
+        expected = u[row] + 3.0 * (c[row] - u[row]) if 0.2 <= (1000 - level) / 1000 < 0.6 else c[row]
+        assert torch.allclose(out[row], expected, atol=1e-6), level
+
+
+def test_interval_is_diffusers_classifier_free_guidance_on_a_uniform_grid():
+    """At step i of N at t = T·(1 − i/N), the rule is diffusers' ClassifierFreeGuidance(start, stop)."""
+    from diffusers.guiders import ClassifierFreeGuidance
+
+    guider = ClassifierFreeGuidance(guidance_scale=3.0, start=0.2, stop=0.7)
     for step in range(10):
-        out = RULES["interval"](COND, UNCOND, 3.0, start=0.2, stop=0.6, step=step, steps=10)
-        expected = UNCOND + 3.0 * (COND - UNCOND) if 2 <= step < 6 else COND
+        t = torch.tensor(1000.0 * (1 - step / 10))
+        guider.set_state(step, 10, t)
+        expected = guider.forward(COND, UNCOND).pred
+        out = RULES["interval"](COND, UNCOND, 3.0, start=0.2, stop=0.7, t=t)
         assert torch.allclose(out, expected, atol=1e-6), step
 
 
@@ -95,8 +110,8 @@ def test_options_are_parsed_defaulted_and_checked():
         rule_options("apg", {"momentum": "1"})
 
 
-def test_a_teacher_samples_with_each_guider_and_the_interval_sees_the_step_count(teacher, schedule, labels):
-    """The sampling loop gives the rule its step count: an interval over every step is CFG, a late one is not."""
+def test_a_teacher_samples_with_each_guider_and_the_interval_sees_the_timestep(teacher, schedule, labels):
+    """The sampling loop gives the rule its timesteps: an interval over the whole path is CFG, a late one is not."""
     draw = lambda rule, **options: generate(teacher, schedule, labels, s=3.0, steps=6, rule=rule, options=options)  # noqa: E731
     cfg = draw("cfg")
     assert torch.allclose(draw("interval", start=0.0, stop=1.0), cfg, atol=1e-6)
@@ -139,15 +154,15 @@ def test_sample_takes_a_guide_model_from_a_folder(teachers, tmp_path):
     assert np.allclose(np.load(tmp_path / "a.npy"), np.load(tmp_path / "c.npy"), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["rescale", "cfg-zero-star", "apg"])
+@pytest.mark.parametrize("name", ["rescale", "interval", "cfg-zero-star", "apg"])
 def test_a_distillable_rule_takes_one_scale_per_row(name):
-    """A student learns a rule at many scales per batch: row i of a batch call is the rule at s_i alone."""
-    s = torch.tensor([1.0, 2.5, 6.0])
+    """A student learns a rule at many scales and timesteps per batch: row i is the rule at s_i and t_i alone."""
+    s, t = torch.tensor([1.0, 2.5, 6.0]), torch.tensor([900.0, 500.0, 100.0])
     rule = RULES[name]
-    options = dict(phi=0.5, zero_init_steps=0, eta=0.5, norm_threshold=3.0)
-    whole = rule(COND, UNCOND, s, **options)
+    options = dict(phi=0.5, zero_init_steps=0, eta=0.5, norm_threshold=3.0, start=0.3, stop=0.8)
+    whole = rule(COND, UNCOND, s, t=t, **options)
     for i in range(3):
-        alone = rule(COND[i : i + 1], UNCOND[i : i + 1], float(s[i]), **options)
+        alone = rule(COND[i : i + 1], UNCOND[i : i + 1], float(s[i]), t=t[i : i + 1], **options)
         assert torch.allclose(whole[i : i + 1], alone, atol=1e-6)
 
 
@@ -155,8 +170,7 @@ def test_only_rules_of_the_state_alone_are_distilled():
     from cfgdistill.guidance import distillable_rule
 
     assert distillable_rule("rescale", {"phi": "0.5"}).keywords == {"phi": 0.5}
-    with pytest.raises(UserError, match="cannot learn the interval rule"):
-        distillable_rule("interval")
+    assert distillable_rule("interval", {"start": "0.2"}).keywords == {"start": 0.2, "stop": 1.0}
     with pytest.raises(UserError, match="zero_init_steps=0"):
         distillable_rule("cfg-zero-star")
     with pytest.raises(UserError, match="momentum=0"):

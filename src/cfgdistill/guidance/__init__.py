@@ -26,11 +26,8 @@ def get_rule(name: str):
 
 
 def distillable_rule(name: str, options: dict | None = None):
-    """The rule a student is to learn, its options bound; refuses one that depends on the sampling path."""
+    """The rule a student is to learn, its options bound; refuses options that depend on the sampling path."""
     rule = get_rule(name)
-    if getattr(rule, "per_step", False):
-        learnable = ", ".join(key for key, value in RULES.items() if not getattr(value, "per_step", False))
-        raise UserError(f"a student cannot learn the {name} rule yet (it depends on the step); it learns {learnable}")
     options = rule_options(name, options)
     for key in ("zero_init_steps", "momentum"):  # both depend on the sampling path, not the state alone
         if options.get(key):

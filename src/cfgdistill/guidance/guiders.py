@@ -1,13 +1,13 @@
 """Guidance rules beyond CFG, on the maths of `diffusers.guiders`, for sampling.
 
-Each rule calls diffusers' own function for its maths, or builds the diffusers guider for one call (or keeps
-it along a sampling path, for APG's momentum), sets its step state, and calls its `forward`. Like diffusers,
+Each rule calls diffusers' own function for its maths where diffusers has one that takes a scale per row
+(`rescale_noise_cfg`, `cfg_zero_star_scale`, `normalized_guidance`); the guider classes take one scale per
+call and count steps, which a student, trained at many s per batch and shown only t, cannot use. Like diffusers,
 they act on the network's own prediction (eps, v or velocity). Every rule keeps the project's convention:
 s = 1 is the conditional prediction. `OPTIONS` holds each rule's options: default, and the check of a value.
 """
 
 import torch
-from diffusers.guiders import ClassifierFreeGuidance
 from diffusers.guiders.adaptive_projected_guidance import MomentumBuffer, normalized_guidance
 from diffusers.guiders.classifier_free_zero_star_guidance import cfg_zero_star_scale
 from diffusers.guiders.guider_utils import rescale_noise_cfg
@@ -24,11 +24,6 @@ def _scalar(s) -> float:
     return float(s)
 
 
-def _forward(guider, pred_cond, pred_uncond, step, steps, t):
-    guider.set_state(step or 0, steps, t)
-    return guider.forward(pred_cond, pred_uncond).pred
-
-
 def rescale(pred_cond, pred_uncond, s, *, phi: float = 0.7, **context):
     """CFG, then its per-image standard deviation pulled back toward the conditional one (Lin et al. 2024):
     φ·cfg·std(cond)/std(cfg) + (1 − φ)·cfg. diffusers' `rescale_noise_cfg` on our CFG: its guider class takes
@@ -36,11 +31,17 @@ def rescale(pred_cond, pred_uncond, s, *, phi: float = 0.7, **context):
     return rescale_noise_cfg(cfg(pred_cond, pred_uncond, s), pred_cond, phi)
 
 
-def interval(pred_cond, pred_uncond, s, *, start=0.0, stop=1.0, step=None, steps=None, t=None, **context):
-    """CFG on the sampling steps from start·N to stop·N only, the conditional prediction elsewhere
-    (Kynkäänniemi et al. 2024; diffusers counts the interval in steps, the paper in noise levels)."""
-    guider = ClassifierFreeGuidance(guidance_scale=_scalar(s), start=start, stop=stop)
-    return _forward(guider, pred_cond, pred_uncond, step, steps, t)
+def interval(pred_cond, pred_uncond, s, *, start=0.0, stop=1.0, t=None, T=1000, **context):
+    """CFG where the path's progress p = 1 − t/T lies in [start, stop), the conditional prediction elsewhere
+    (Kynkäänniemi et al. 2024, who state the interval in noise levels). Written here on the timestep rather than
+    with diffusers' `ClassifierFreeGuidance(start, stop)`, which counts sampling steps: a student sees t, never
+    the step index. On a grid whose step i sits at t = T·(1 − i/N) the two agree."""
+    guidance = cfg(pred_cond, pred_uncond, s)
+    if t is None:
+        return guidance
+    progress = (T - torch.as_tensor(t, dtype=torch.float64, device=pred_cond.device).expand(pred_cond.shape[0])) / T
+    inside = (progress >= start - 1e-6) & (progress < stop - 1e-6)  # tolerance: a grid point exactly on an end
+    return torch.where(inside.view(-1, *[1] * (pred_cond.ndim - 1)), guidance, pred_cond)
 
 
 def cfg_zero_star(pred_cond, pred_uncond, s, *, zero_init_steps=1, step=None, **context):
@@ -103,6 +104,5 @@ OPTIONS = {  # rule -> option -> (default, problem(value) -> message or None)
     },
 }
 
-interval.per_step = True  # depends on the step index, not the state alone: not distilled yet
 for _rule in (rescale, interval, apg, autoguidance):
     _rule.exact_at = {1.0: "cond"}  # each is the conditional prediction at s = 1

@@ -2,9 +2,9 @@
 
 Every rule has one signature, in diffusers' argument order:
 
-    rule(pred_cond, pred_uncond, s, *, t=None, step=None, state=None, **options) -> pred
+    rule(pred_cond, pred_uncond, s, *, t=None, T=1000, step=None, state=None, **options) -> pred
 
-`s` is a number or one value per row; `t` the rows' timesteps, `step` the index of the sampling step,
+`s` is a number or one value per row; `t` the rows' timesteps (of `T`), `step` the index of the sampling step,
 and `state` a dict that lives along one sampling path (for rules with memory, such as APG's momentum).
 A rule takes what it needs and ignores the rest. Convention (diffusers' `guidance_scale`): s = 0 is
 unconditional, s = 1 conditional, s > 1 guided; Meng et al. and Ho & Salimans write w = s − 1.

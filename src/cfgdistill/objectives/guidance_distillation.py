@@ -108,7 +108,7 @@ class GuidanceDistillation(Objective):
             value.repeat_interleave(draws, dim=0)
             for value in (rows["x_t"], rows["t"], rows["cond"], pred_cond, pred_uncond)
         )
-        target = self.rule(pred_cond.float(), pred_uncond.float(), s, t=t)
+        target = self.rule(pred_cond.float(), pred_uncond.float(), s, t=t, T=self.process.num_train_timesteps)
         pred = student(x_t, t, cond, s).float()
         if self.config.loss_space == "prediction":
             return F.mse_loss(pred, target)

@@ -17,7 +17,7 @@ class TeacherTrajectories:
 
     def __init__(self, teacher, process, conditioning, config, rule):
         self.teacher, self.conditioning, self.config, self.rule = teacher, conditioning, config, rule
-        self.path = process.deterministic_path(config.trajectory_steps)
+        self.path, self.T = process.deterministic_path(config.trajectory_steps), process.num_train_timesteps
         self.timesteps = self.path.timesteps
         self.state = None  # {"x_t", "k" (index into timesteps), "cond", "s"}
         self.pool = None  # {"x_0", "cond"}: samples of paths that reached t = 0, newest last, once asked for
@@ -39,7 +39,7 @@ class TeacherTrajectories:
         return tuple(pred.float() for pred in predict_pair(self.teacher, self.state["x_t"], t, self.state["cond"]))
 
     def guide(self, pred_cond, pred_uncond) -> torch.Tensor:
-        return self.rule(pred_cond, pred_uncond, self.state["s"], t=self.timesteps[self.state["k"]])
+        return self.rule(pred_cond, pred_uncond, self.state["s"], t=self.timesteps[self.state["k"]], T=self.T)
 
     def advance(self, pred: torch.Tensor, moving: torch.Tensor, generator: torch.Generator):
         """One deterministic step for the `moving` rows; a path that reached t = 0 starts again from noise."""

@@ -100,7 +100,7 @@ def generate(
         generators = []
         x_T = initial_noise(range(seed + start, seed + stop), shape, device, generators)
         part, neg = (None if c is None else c[start:stop].to(device) for c in (cond, negative))
-        denoiser = guided(model, s, rule, neg, steps, **(options or {}))
+        denoiser = guided(model, s, rule, neg, steps, T=process.num_train_timesteps, **(options or {}))
         schedule = scheduler_for(process, sampler, grid, steps, generators)
         count = None if grid or sampler == STOCHASTIC else steps  # None: the schedule's timesteps are set
         x_0 = denoise(denoiser, schedule, x_T, part, count, progress, callback)
