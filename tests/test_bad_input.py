@@ -42,6 +42,10 @@ def prepared(tmp_path_factory):
     distill = ["distill", "--teacher", str(teacher), "--out", str(student), "--steps", "2", "--checkpoint-every", "2"]
     assert main([*distill, *quiet]) == 0
     flux_folders(root, teacher, quiet)
+    text = ["--data", "digits", "--conditioning", "text", "--block-out-channels", "8,16"]
+    assert main(["train", "--out", str(root / "textteacher"), "--steps", "2", *text, *quiet]) == 0
+    plain = ["distill", "--teacher", str(root / "textteacher"), "--out", str(root / "textstudent"), "--steps", "1"]
+    assert main([*plain, *quiet]) == 0
     fewstep_folders(root, student, quiet)
     pipeline_folders(root)
     (root / "empty").mkdir()

@@ -132,6 +132,12 @@ class DistillConfig(LoopConfig):
     guider: str = setting("cfg", "the guidance rule the student learns (cfgdistill.guidance.RULES, docs/guiders.md)")
     guider_option: list | None = setting(None, "KEY=VALUE option of the guider; repeat for several", repeat=True)
     guide_model: str | None = setting(None, "autoguidance: the weaker teacher that guides (a folder)")  # str: JSON
+    negatives: float = setting(
+        0.0,
+        "share of rows whose negative condition is a random class's prompt rather than the null one; > 0 gives the "
+        "student a negative input (sample --negative-prompt in one pass)",
+        FRACTION,
+    )
     guidance_min: float = setting(1.0, "smallest s drawn in training", FINITE)
     guidance_max: float = setting(6.0, "largest s drawn in training", FINITE)
     trajectory_fraction: float = setting(
@@ -191,7 +197,9 @@ class SampleConfig(Settings):
     sampler: str | None = setting(None, SAMPLER_HELP, choices=SAMPLERS)
     labels: list | None = setting(None, "comma-separated class indices or names, repeated to fill --n", NAMES)
     prompt: list | None = setting(None, "a text prompt (text models); repeat for several columns", PROMPT, repeat=True)
-    negative_prompt: str | None = setting(None, "the teacher's negative branch: pred = neg + s*(pos - neg)", PROMPT)
+    negative_prompt: str | None = setting(
+        None, "pred = neg + s*(pos - neg): a teacher's second pass, or a student distilled with --negatives", PROMPT
+    )
     guider: str | None = setting(None, "a teacher's guidance rule (default cfg; docs/guiders.md); not for students")
     guider_option: list | None = setting(None, "KEY=VALUE option of the guider; repeat for several", repeat=True)
     guide_model: Path | None = setting(None, "autoguidance: the weaker teacher that guides (e.g. trained less)", PATH)

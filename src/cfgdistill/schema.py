@@ -113,6 +113,7 @@ NETWORK = {
     "guidance_range": (scale_range, "null or [low, high], finite, low <= high"),
     "text_dim": (optional(positive), "null or a whole number > 0"),
     "scale_shift": (flag, "true or false"),
+    "negative_embedding": (flag, "true or false"),
 }
 
 
@@ -252,7 +253,7 @@ def check_network(folder: Path, meta) -> dict:
 
 
 def check_unet(where: Path, config: dict):
-    check(where, config, NETWORK)
+    check(where, config, NETWORK, optional_fields=("negative_embedding",))
     levels = len(config["block_out_channels"])
     if config["sample_size"] % 2 ** (levels - 1):
         raise UserError(

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from ..images import labelled_panels, save_image
 from ..io import staged, write_text
+from .negatives import negative_lines
 from .nfe import plot_nfe
 from .paraphrases import MODELS, PARAPHRASE_S
 from .plots import plot_report
@@ -27,6 +28,8 @@ def markdown(report: dict) -> str:
     lines += [row_line(r, report["class_names"]) for r in report["rows"]]
     if report.get("held_out_paraphrases"):
         lines += paraphrase_lines(report["held_out_paraphrases"])
+    if report.get("negatives"):
+        lines += negative_lines(report["negatives"])
     if "speed" in report:
         lines += ["", *speed_lines(report["speed"])]
     if report.get("fd_vs_nfe"):

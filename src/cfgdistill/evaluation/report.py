@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 from ..config import EvaluateConfig
 from ..data import load_dataset
 from ..errors import UserError
+from ..networks import takes_negative
 from ..pipelines.sample import DEFAULT_STEPS, generate
 from .classifier import load_classifier, predict
 from .compare import learnt_rule, nearest_scale, paired_error, timed_sample
@@ -21,6 +22,7 @@ from .metrics import (
     saturation,
     within_class_distance,
 )
+from .negatives import negative_avoidance
 from .nfe import CURVES, NFE_S, fewstep_family, nfe_curves
 from .paraphrases import MODELS, PARAPHRASE_S, encoder_limit, held_out_paraphrases
 
@@ -138,6 +140,20 @@ def judge_for(data_name: str, image_shape: tuple, num_classes: int, config: Eval
     return judge, n, real, train_images[order[:n]], classifier_accuracy
 
 
+def paraphrase_study(judge: Judge, teacher, student, config: EvaluateConfig, n: int, rows: list) -> tuple:
+    """A text model's held-out paraphrases (summary, grids), with the encoder's limit from the rows; else Nones."""
+    if teacher.conditioning.kind != "text":
+        return None, None
+    args = (teacher, student, judge.classifier, config.steps, config.sampler, config.seed, n)
+    paraphrases, grids = held_out_paraphrases(*args)
+    for row in (row for row in rows if row["s"] == PARAPHRASE_S):
+        for name in MODELS:
+            paraphrases[f"{name}_encoder_limit"] = encoder_limit(
+                paraphrases["per_prompt"], teacher.class_names, row[name]["per_class_accuracy"]
+            )
+    return paraphrases, grids
+
+
 def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluation:
     """Metrics per s for teacher and student at the same steps, seeds and labels, against the held-out real split."""
     config = (config or EvaluateConfig()).validate()
@@ -156,16 +172,7 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
     for row in rows:
         row["student_matches"] = matches(row, floor, gate_of(student))
         row["nearest_teacher_s"] = nearest_scale(images["student"][row["s"]], images["teacher"])
-    paraphrases, paraphrase_grids = None, None
-    if teacher.conditioning.kind == "text":
-        paraphrases, paraphrase_grids = held_out_paraphrases(
-            teacher, student, judge.classifier, config.steps, config.sampler, config.seed, n
-        )
-        for row in (row for row in rows if row["s"] == PARAPHRASE_S):
-            for name in MODELS:
-                paraphrases[f"{name}_encoder_limit"] = encoder_limit(
-                    paraphrases["per_prompt"], teacher.class_names, row[name]["per_class_accuracy"]
-                )
+    paraphrases, paraphrase_grids = paraphrase_study(judge, teacher, student, config, n, rows)
     report = {
         "dataset": teacher.meta.data.name,
         "class_names": teacher.class_names,
@@ -182,6 +189,11 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         "fd_noise_floor": floor,
         "rows": rows,
         "held_out_paraphrases": paraphrases,
+        "negatives": negative_avoidance(
+            teacher, student, judge.classifier, n, config.steps, config.sampler, config.seed
+        )
+        if takes_negative(student.model)
+        else None,
         "fd_vs_nfe": fewstep_curves(judge, teacher, student, cond, labels, config, images) if student.grid else None,
     }
     return Evaluation(report, {name: torch.stack(g) for name, g in grids.items()}, paraphrase_grids)

@@ -9,7 +9,7 @@ import warnings
 import torch
 
 from ..errors import ExtrapolationWarning, UserError
-from ..networks import device_of, takes_guidance
+from ..networks import device_of, takes_guidance, takes_negative
 from ..settings import FINITE
 from . import get_rule
 from .autoguide import GuidedPair
@@ -55,6 +55,8 @@ def guided(model, s, rule: str = "cfg", negative=None, steps: int | None = None,
     s = check_guidance(s) if not torch.is_tensor(s) else s
     if takes_guidance(model):
         return student_denoiser(model, s, negative)
+    if guide is not None and negative is not None:
+        raise UserError("autoguidance guides by a weaker model, not by a negative prompt: leave out the negative")
     model = GuidedPair(model, guide) if guide is not None else model
     combine, state = get_rule(rule), {"step": 0}
     exact = getattr(combine, "exact_at", {}).get(float(s)) if not torch.is_tensor(s) else None
@@ -75,15 +77,20 @@ def guided(model, s, rule: str = "cfg", negative=None, steps: int | None = None,
 
 
 def check_request(model, s, negative=None):
-    """Refuse, before any sampling, what no denoiser can do: a non-finite s, or a negative for a student."""
+    """Refuse, before any sampling, what no denoiser can do: a non-finite s, or a negative for a student not
+    distilled with negatives."""
     if not torch.is_tensor(s):
         check_guidance(s)
-    if negative is not None and takes_guidance(model):
-        raise UserError("a guidance-distilled student has no unconditional branch, so it takes no negative condition")
+    if negative is not None and takes_guidance(model) and not takes_negative(model):
+        raise UserError(
+            "this student was distilled without negatives, so it takes no negative condition "
+            "(distill one with --negatives P)"
+        )
 
 
 def student_denoiser(model, s, negative=None):
-    """One pass per step at any s; s outside the distilled range is allowed, with a warning."""
+    """One pass per step at any s (and with its negative, for a student distilled with negatives); s outside the
+    distilled range is allowed, with a warning."""
     check_request(model, s, negative)
     low, high = model.config.guidance_range
     if not torch.is_tensor(s) and not low <= s <= high:
@@ -92,4 +99,6 @@ def student_denoiser(model, s, negative=None):
             ExtrapolationWarning,
             stacklevel=2,
         )
+    if negative is not None:
+        return lambda x_t, t, cond: model(x_t, t, cond, s=s, negative=negative)
     return lambda x_t, t, cond: model(x_t, t, cond, s=s)

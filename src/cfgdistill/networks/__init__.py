@@ -35,9 +35,15 @@ def device_of(model, default="cpu") -> torch.device:
     return weight.device if weight is not None else torch.device(default)
 
 
-def make_student(teacher, guidance_range: tuple):
-    """The teacher's network with a zero-initialised guidance input; all its other weights are the teacher's."""
-    return teacher.with_guidance(guidance_range)
+def make_student(teacher, guidance_range: tuple, negatives: bool = False):
+    """The teacher's network with a zero-initialised guidance input (and, with `negatives`, a negative input);
+    all its other weights are the teacher's."""
+    return teacher.with_guidance(guidance_range, negatives) if negatives else teacher.with_guidance(guidance_range)
+
+
+def takes_negative(model) -> bool:
+    """Whether a student takes a negative condition in its one pass (`distill --negatives`)."""
+    return bool(getattr(model, "takes_negative", False))
 
 
 def takes_guidance(model) -> bool:
@@ -56,4 +62,5 @@ __all__ = [
     "device_of",
     "make_student",
     "takes_guidance",
+    "takes_negative",
 ]

@@ -31,7 +31,8 @@ class Denoiser(ModelMixin, ConfigMixin):
     embedding with a learned null row (DiT), or, with `text_dim`, a pooled prompt embedding through
     one Linear layer (FLUX's `vector_in` is an MLP; the linear map generalised better to unseen
     wording in our measurements); the empty prompt's embedding, kept as a buffer, is the null
-    condition. A student (`guidance_embedding=True`) also adds an embedding of s there, and
+    condition. A student (`guidance_embedding=True`) also adds an embedding of s there (and, with
+    `negative_embedding`, one of a negative condition: one pass of `neg + s·(cond − neg)`), and
     `guidance_range` records the s range it was distilled on. With `scale_shift` that sum scales
     and shifts each ResNet block's normalised features (ADM, FiLM) rather than only shifting them,
     so s can scale what the network draws, as the guidance term does.
@@ -50,6 +51,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         guidance_range: tuple | None = None,
         text_dim: int | None = None,
         scale_shift: bool = False,
+        negative_embedding: bool = False,
     ):
         super().__init__()
         levels = len(block_out_channels)
@@ -75,6 +77,23 @@ class Denoiser(ModelMixin, ConfigMixin):
             self.label_embedding = nn.Embedding(num_classes + 1, dim)
             nn.init.normal_(self.label_embedding.weight, std=0.02)
         self.guidance_in = GuidanceEmbedding(dim) if guidance_embedding else None
+        self.negative_in = self.negative_input(dim) if negative_embedding else None
+
+    def negative_input(self, dim: int) -> nn.Module:
+        """The negative condition's own input, zero for the null condition (a text negative enters as its
+        offset from the empty prompt, a class through an embedding whose null row is fixed at zero), and
+        zero-initialised, so a new student is its teacher and "no negative" stays the plain student."""
+        c = self.config
+        if c.text_dim:
+            layer = nn.Linear(c.text_dim, dim, bias=False)
+        else:
+            layer = nn.Embedding(c.num_classes + 1, dim, padding_idx=c.num_classes)
+        nn.init.zeros_(layer.weight)
+        return layer
+
+    @property
+    def takes_negative(self) -> bool:
+        return bool(self.config.negative_embedding)
 
     @property
     def takes_guidance(self) -> bool:
@@ -96,18 +115,19 @@ class Denoiser(ModelMixin, ConfigMixin):
         """The checkpoint's folders: this network saves as one, `denoiser/`."""
         return {"denoiser": self}
 
-    def with_guidance(self, guidance_range: tuple) -> "Denoiser":
-        """The student: this network plus a zero-initialised guidance embedding; all other weights are the same."""
+    def with_guidance(self, guidance_range: tuple, negatives: bool = False) -> "Denoiser":
+        """The student: this network plus a zero-initialised guidance embedding (and, with `negatives`, a negative
+        input); all other weights are the same."""
         config = {k: v for k, v in self.config.items() if not k.startswith("_")}
         config.update(guidance_embedding=True, guidance_range=tuple(float(v) for v in guidance_range))
-        student = Denoiser(**config)
+        student = Denoiser(**config | {"negative_embedding": bool(negatives)})
         missing, unexpected = student.load_state_dict(self.state_dict(), strict=False)
-        fresh = [k for k in missing if not k.startswith("guidance_in.")]
+        fresh = [k for k in missing if not k.startswith(("guidance_in.", "negative_in."))]
         if fresh or unexpected:
             raise ValueError(f"teacher and student differ beyond the guidance embedding: {fresh + unexpected}")
         return student.to(self.device)
 
-    def forward(self, x_t, t, cond=None, s=None):
+    def forward(self, x_t, t, cond=None, s=None, negative=None):
         if cond is None:
             cond = self.null_condition(torch.empty(x_t.shape[0], dtype=torch.long, device=x_t.device))
         vec = self.text_in(cond.to(x_t.dtype)) if self.config.text_dim else self.label_embedding(cond)
@@ -116,5 +136,10 @@ class Denoiser(ModelMixin, ConfigMixin):
                 raise ValueError("a guidance-embedded student needs the guidance scale s")
             s = torch.as_tensor(s, dtype=torch.float32, device=x_t.device).expand(x_t.shape[0])
             vec = vec + self.guidance_in(s)
+        if negative is not None:  # None, like the null condition, adds nothing
+            if self.negative_in is None:
+                raise ValueError("this network has no negative input")
+            offset = (negative - self.null_text).to(x_t.dtype) if self.config.text_dim else negative
+            vec = vec + self.negative_in(offset)
         t = torch.as_tensor(t, device=x_t.device)
         return self.unet(x_t, t, class_labels=vec).sample

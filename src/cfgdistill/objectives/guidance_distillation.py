@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from ..guidance import predict_pair
 from .base import Objective
-from .trajectories import TeacherTrajectories
+from .trajectories import TeacherTrajectories, draw_negatives
 
 # Named in a guidance-loss run's recipe, so that a run begun under another weighting is not resumed under this one.
 GUIDANCE_WEIGHTING = "1 / (mean RMS + |s - 1| RMS(t)), mean 1 over t at each s"
@@ -51,6 +51,8 @@ class GuidanceDistillation(Objective):
         s = s_min + (s_max - s_min) * torch.rand(x_0.shape[0], generator=generator)
         unknown = torch.full_like(x_t, float("nan"))
         rows = {"x_t": x_t, "t": t, "cond": cond, "s": s, "pred_cond": unknown, "pred_uncond": unknown}
+        if self.config.negatives:  # the rule's second branch: the null condition, or another class's
+            rows["negative"] = draw_negatives(self.conditioning, len(x_t), self.config.negatives, generator)
         n = round(self.config.trajectory_fraction * x_0.shape[0])
         if n > 0:
             paths, keep = self.trajectories.draw(n, x_0.shape[1:], generator), x_0.shape[0] - n
@@ -95,7 +97,8 @@ class GuidanceDistillation(Objective):
         missing = pred_cond.flatten(1).isnan().any(1)
         if missing.any():
             mask = missing.view(-1, *[1] * (pred_cond.ndim - 1))
-            pair = predict_pair(self.teacher, *(rows[key][missing] for key in ("x_t", "t", "cond")))
+            negative = rows["negative"][missing] if "negative" in rows else None
+            pair = predict_pair(self.teacher, *(rows[key][missing] for key in ("x_t", "t", "cond")), negative)
             pred_cond, pred_uncond = (
                 old.masked_scatter(mask, new.float().to(old.dtype)) for old, new in zip((pred_cond, pred_uncond), pair)
             )
@@ -109,7 +112,9 @@ class GuidanceDistillation(Objective):
             for value in (rows["x_t"], rows["t"], rows["cond"], pred_cond, pred_uncond)
         )
         target = self.rule(pred_cond.float(), pred_uncond.float(), s, t=t, T=self.process.num_train_timesteps)
-        pred = student(x_t, t, cond, s).float()
+        negative = rows.get("negative")
+        extra = {} if negative is None else {"negative": negative.repeat_interleave(draws, dim=0)}
+        pred = student(x_t, t, cond, s, **extra).float()
         if self.config.loss_space == "prediction":
             return F.mse_loss(pred, target)
         return ((pred - target).square().flatten(1).mean(1) * self.row_weight(t, s)).mean()

@@ -7,6 +7,12 @@ from ..guidance import predict_pair
 POOL = 1024  # the newest finished teacher samples kept, for rows of noised teacher samples
 
 
+def draw_negatives(conditioning, n: int, share: float, generator: torch.Generator) -> torch.Tensor:
+    """n negative conditions: a random class's prompt (or label) with probability `share`, else the null one."""
+    labels = torch.randint(0, conditioning.num_classes, (n,), generator=generator)
+    return conditioning.draw(labels, generator, 1 - share)
+
+
 class TeacherTrajectories:
     """Rows on the teacher's guided deterministic paths, each advanced one sampler step per training step.
 
@@ -26,17 +32,21 @@ class TeacherTrajectories:
         """New paths from pure noise, with a random class (or null) condition and s ~ U[s_min, s_max]."""
         labels = torch.randint(0, self.conditioning.num_classes, (n,), generator=generator)
         s_min, s_max = self.config.guidance_min, self.config.guidance_max
-        return {
+        paths = {
             "x_t": torch.randn((n, *image_shape), generator=generator),
             "k": torch.zeros(n, dtype=torch.long),
             "cond": self.conditioning.draw(labels, generator, self.config.p_uncond),
             "s": s_min + (s_max - s_min) * torch.rand(n, generator=generator),
         }
+        if self.config.negatives:
+            paths["negative"] = draw_negatives(self.conditioning, n, self.config.negatives, generator)
+        return paths
 
     def pair(self) -> tuple:
         """The teacher's (cond, uncond) outputs at every path state, in float32."""
-        t = self.timesteps[self.state["k"]]
-        return tuple(pred.float() for pred in predict_pair(self.teacher, self.state["x_t"], t, self.state["cond"]))
+        t, state = self.timesteps[self.state["k"]], self.state
+        pair = predict_pair(self.teacher, state["x_t"], t, state["cond"], state.get("negative"))
+        return tuple(pred.float() for pred in pair)
 
     def guide(self, pred_cond, pred_uncond) -> torch.Tensor:
         return self.rule(pred_cond, pred_uncond, self.state["s"], t=self.timesteps[self.state["k"]], T=self.T)
@@ -89,5 +99,7 @@ class TeacherTrajectories:
             "pred_cond": pred_cond,
             "pred_uncond": pred_uncond,
         }
+        if "negative" in self.state:
+            rows["negative"] = self.state["negative"].clone()
         self.advance(self.guide(pred_cond, pred_uncond), torch.ones(n, dtype=torch.bool), generator)
         return rows

@@ -12,7 +12,7 @@ from ..data import ImageDataset, load_dataset
 from ..errors import UserError
 from ..guidance import distillable_rule, parse_options
 from ..guidance.autoguide import GuidedPair, load_guide
-from ..networks import make_student
+from ..networks import Denoiser, make_student
 from ..objectives import GuidanceDistillation
 from ..objectives.guidance_distillation import GUIDANCE_WEIGHTING
 from ..pretrained import is_pipeline
@@ -47,6 +47,8 @@ def distill(
     """
     pipeline = pipeline or PipelineOptions()
     if not isinstance(teacher, Checkpoint) and (pipeline.prompts is not None or is_pipeline(teacher)):
+        if config.negatives:
+            raise UserError("--negatives trains our UNet's negative input; a diffusers pipeline's network has none")
         return distill_pipeline(teacher, config, pipeline, run)
     check_no_pipeline_options(pipeline)
     config.validate()
@@ -61,7 +63,7 @@ def distill(
         check_classes(dataset.class_names, teacher.class_names)
         teacher_model = teacher.model.eval().requires_grad_(False)
         torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
-        student = make_student(teacher_model, (config.guidance_min, config.guidance_max))
+        student = make_student(teacher_model, (config.guidance_min, config.guidance_max), config.negatives > 0)
         pair = GuidedPair(teacher_model, guide.model.eval().requires_grad_(False)) if guide else teacher_model
         objective = GuidanceDistillation(pair, teacher.process, teacher.conditioning, config, rule, dataset)
         identity = run_identity(teacher_model, guide, dataset, config)
@@ -116,6 +118,10 @@ def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions):
     """A teacher, a path grid its schedule can hold, and a run folder that is not the teacher's own."""
     if teacher.kind != "teacher":
         raise UserError("distillation needs a teacher checkpoint, but this one is a student")
+    if config.negatives and not isinstance(teacher.model, Denoiser):
+        raise UserError("--negatives needs a UNet teacher (--arch unet); the Flux transformer has no negative input")
+    if config.negatives and config.guider == "autoguidance":
+        raise UserError("autoguidance guides by a weaker model, not by a negative condition: leave out --negatives")
     if config.trajectory_steps > teacher.process.num_train_timesteps:
         raise UserError(
             f"trajectory-steps ({config.trajectory_steps}) exceeds the "
