@@ -1,7 +1,7 @@
 """The teacher under every guider: FD against accuracy along s (a Pareto plot), and saturation.
 
     python benchmarks/guiders.py --teacher runs/fashion-flow/teacher --out docs/results/guiders-fashion-flow
-        [--guide-model PATH] [--n 300] [--steps 20] [--guidance 1,2,3,5,8]
+        [--guide-model PATH] [--n 300] [--steps 20] [--guidance 1,2,3,5]
 
 Every guider draws from the same seeds and labels (text models: each class's first prompt). Each point also
 has `evaluate`'s saturation: the share of pixels within 2% of the range's ends. Autoguidance
@@ -21,30 +21,36 @@ import torch  # noqa: E402
 from cfgdistill import EvaluateConfig, load  # noqa: E402
 from cfgdistill.evaluation.machine import machine_record  # noqa: E402
 from cfgdistill.evaluation.report import judge_for  # noqa: E402
-from cfgdistill.guidance import rule_options  # noqa: E402
+from cfgdistill.guidance import RULES, rule_options  # noqa: E402
 from cfgdistill.pipelines.sample import generate  # noqa: E402
 
-GUIDERS = {  # name -> options: the papers' suggestions where they carry over, else diffusers' defaults
-    "cfg": {},
-    "rescale": {"phi": 0.7},
-    "interval": {"start": 0.2, "stop": 0.8},
-    "cfg-zero-star": {"zero_init_steps": 1},
-    "apg": {"eta": 0.0, "norm_threshold": 15.0, "momentum": -0.5},
+GUIDERS = {  # label -> (rule, options): the papers' suggestions where they carry over, else diffusers' defaults
+    "cfg": ("cfg", {}),
+    "rescale": ("rescale", {"phi": 0.7}),
+    "interval": ("interval", {"start": 0.15, "stop": 0.8}),
+    "cfg-zero-star": ("cfg-zero-star", {"zero_init_steps": 1}),
+    "apg": ("apg", {"eta": 0.0}),
+    "apg, momentum -0.5": ("apg", {"eta": 0.0, "momentum": -0.5}),
 }
 
 
 def curves(teacher, guide, judge, labels, args) -> dict:
     cond = teacher.conditioning.encode(labels=labels)
-    guiders = GUIDERS | ({"autoguidance": {"guide": guide.model}} if guide else {})
-    out = {}
-    for name, options in guiders.items():
-        options = {**rule_options(name, {k: v for k, v in options.items() if k != "guide"}), **options}
-        out[name] = []
+    guiders = GUIDERS | ({"autoguidance": ("autoguidance", {})} if guide else {})
+    out, conditional = {}, None  # every rule but cfg-zero-star is the conditional model at s = 1: drawn once
+    for label, (name, options) in guiders.items():
+        options = rule_options(name, options) | ({"guide": guide.model} if name == "autoguidance" else {})
+        out[label] = []
         for s in args.guidance:
+            exact = s == 1 and getattr(RULES[name], "exact_at", {}).get(1.0) == "cond"
+            if exact and conditional is not None:
+                out[label].append(conditional)
+                continue
             images = generate(teacher.model, teacher.process, cond, s=s, rule=name, options=options, steps=args.steps)
             row = {"s": s, **judge.quality(images, labels)}
-            out[name].append(row)
-            print(f"{name} s={s:g}: FD {row['fd']:.2f}, accuracy {100 * row['accuracy']:.1f}%", flush=True)
+            conditional = row if exact else conditional
+            out[label].append(row)
+            print(f"{label} s={s:g}: FD {row['fd']:.2f}, accuracy {100 * row['accuracy']:.1f}%", flush=True)
     return out
 
 
@@ -69,7 +75,7 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=lambda t: [float(x) for x in t.split(",")], default=[1, 2, 3, 5, 8])
+    parser.add_argument("--guidance", type=lambda t: [float(x) for x in t.split(",")], default=[1, 2, 3, 5])
     args = parser.parse_args()
     teacher = load(args.teacher)
     guide = load(args.guide_model) if args.guide_model else None
@@ -83,7 +89,8 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plot(results, floor, out / "fd_vs_accuracy_by_guider.png")
-    report = {"teacher": args.teacher, "n": n, "steps": args.steps, "options": GUIDERS, "fd_noise_floor": floor}
+    report = {"teacher": args.teacher, "guide_model": args.guide_model, "n": n, "steps": args.steps}
+    report |= {"options": GUIDERS, "fd_noise_floor": floor}
     report |= {"guiders": results, "machine": machine_record()}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 

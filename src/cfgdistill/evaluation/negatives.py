@@ -16,13 +16,13 @@ GAP = 0.02  # the student's avoidance rate within 2 points of the teacher's
 
 # dataset -> (a prompt that spans several classes, the class its negative names)
 SPANNING = {
-    "fashion-mnist": [
+    "fashion-mnist": [  # each negates the class the teacher draws most for the prompt at s = 3
         ("a shoe", "Sneaker"),
-        ("a shoe", "Ankle boot"),
-        ("footwear", "Sandal"),
-        ("a piece of clothing for the upper body", "Pullover"),
+        ("a bag or a shoe", "Bag"),
+        ("a piece of clothing for the upper body", "Shirt"),
         ("a warm garment", "Coat"),
-        ("something to wear", "Trouser"),
+        ("a garment", "Pullover"),
+        ("a piece of clothing", "Shirt"),
     ],
     "digits": [
         ("an even digit", "8"),
