@@ -22,6 +22,7 @@ from ..pretrained.prompts import PromptConditioning, read_prompts
 from ..pretrained.resolve import family_of, resolve_pipeline
 from ..pretrained_options import PipelineOptions
 from ..training.loop import fit
+from ..training.precision import AUTO, gpu_precision
 from ..training.run_folder import RunFolder
 
 # Without images, half of each batch on the teacher's paths and half its noised samples: on the Fashion-MNIST
@@ -75,7 +76,8 @@ def distill_pipeline(
         for component in [c for c in pipe.components if c.startswith(("text_encoder", "tokenizer"))]:
             setattr(pipe, component, None)  # the prompts are encoded: free the encoders
         process = family.process(pipe, size)
-        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.mixed_precision)
+        precision = gpu_precision(run) if config.mixed_precision == AUTO else config.mixed_precision
+        half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)  # the frozen base, stored in half
         null, layout = conditioning.null, conditioning.layout
         teacher, student = family.networks(pipe, null, layout, size, options.lora_rank, half)
         if options.gradient_checkpointing:

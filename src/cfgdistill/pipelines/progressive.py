@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..fewstep_options import ProgressiveConfig
 from ..objectives.progressive import ProgressiveDistillation
 from ..training.loop import fit
+from ..training.precision import AUTO
 from ..training.run_folder import RunFolder
 from ..training.state import scan
 from .distill import fingerprint
@@ -72,6 +73,8 @@ def finished_round(options: RunOptions, run: RunOptions, grid: list, config) -> 
         return None
     done = load(options.out)
     settings = {k: v for k, v in done.meta.training.get("progressive", {}).items() if k != "round"}
+    if config.mixed_precision == AUTO:  # a resume keeps the precision the run chose
+        config.mixed_precision = settings.get("mixed_precision", AUTO)
     if done.grid != grid or settings != json.loads(json.dumps(asdict(config))):
         raise UserError(f"{options.out} was trained with other round settings: resume with the run's own")
     return done

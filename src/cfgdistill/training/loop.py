@@ -20,7 +20,8 @@ from ..data import ImageDataset
 from ..errors import UserError
 from ..io import WRITE_ERRORS, why
 from . import state
-from .accelerator import any_process, make_accelerator, reset_accelerate
+from .accelerator import any_process, is_main_process, make_accelerator, reset_accelerate
+from .precision import resolve_precision
 
 STEP_DRAWS, EPOCH_ORDER = 0, 1  # independent random streams of one seed
 
@@ -47,6 +48,13 @@ def trainable(model) -> list:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+def fastest_adamw(params: list) -> dict:
+    """AdamW's fused kernel where torch has one for these parameters (CPU and CUDA floating point), else its
+    foreach one: one multi-tensor update instead of a loop over parameters."""
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return {"fused": True} if fused and params else {"foreach": True}
+
+
 def split_rows(batch: dict, parts: int, index: int) -> dict:
     return {k: v.chunk(parts)[index] if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -68,20 +76,29 @@ def fit(
     """
     config.validate()
     run = run or RunOptions()
+    found = state.find_resume(run, say)
+    first = (*global_batch(data, config.batch_size, config.seed, 1), seeded(config.seed, STEP_DRAWS, 1))
+    resolve_precision(config, run, found, model, objective, first, say)
     accelerator = make_accelerator(config, run)
     try:
-        return Training(accelerator, model, objective, data, config, run, identity or {}, preview).run()
+        return Training(accelerator, model, objective, data, config, run, identity or {}, preview, found).run()
     finally:
         accelerator.end_training()
         reset_accelerate()
 
 
+def say(text: str):
+    """One line on stderr, from the main process only."""
+    if is_main_process():
+        tqdm.write(f"cfgdistill: {text}", file=sys.stderr)
+
+
 class Training:
     """One run of the loop: restore, then step, then log and save, until the last step or a signal."""
 
-    def __init__(self, accelerator, model, objective, data, config, run, identity, preview):
+    def __init__(self, accelerator, model, objective, data, config, run, identity, preview, found=None):
         self.accelerator, self.model, self.objective, self.data = accelerator, model, objective, data
-        self.config, self.run_options, self.preview = config, run, preview
+        self.config, self.run_options, self.preview, self.found = config, run, preview, found
         self.world, self.accumulation = accelerator.num_processes, config.gradient_accumulation_steps
         self.global_size = config.batch_size * self.world * self.accumulation
         self.recipe = {**asdict(config), **identity, "processes": self.world}
@@ -92,7 +109,7 @@ class Training:
                 f"{self.global_size}"
             )
         self.trained = trainable(model)
-        self.optimizer = torch.optim.AdamW(self.trained, lr=config.lr, weight_decay=0.0)
+        self.optimizer = torch.optim.AdamW(self.trained, lr=config.lr, weight_decay=0.0, **fastest_adamw(self.trained))
         warmup = min(config.warmup_steps, config.steps // 10)
         self.lr_schedule = get_scheduler(
             "cosine", self.optimizer, num_warmup_steps=warmup, num_training_steps=config.steps
@@ -107,8 +124,7 @@ class Training:
 
     def restore(self) -> int:
         """The step to continue after: that of the checkpoint resumed, or 0 (clearing an overwritten run)."""
-        run, start = self.run_options, 0
-        found = state.find_resume(run, self.log)
+        run, start, found = self.run_options, 0, self.found
         if found is not None:
             resume_from, tensors, meta = found
             state.check_same_run(meta, self.objective.name, self.recipe, resume_from)
