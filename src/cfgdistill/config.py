@@ -144,6 +144,9 @@ class DistillConfig(LoopConfig):
         0.0, "share of each batch on the teacher's own guided DDIM paths instead of noised data (0 to 1)", FRACTION
     )
     trajectory_steps: int = setting(20, "DDIM steps of those paths", POSITIVE)
+    new_lr_scale: float = setting(
+        1.0, "learning-rate multiplier for the weights the student adds (its guidance and negative inputs)", POSITIVE_NUMBER
+    )
     s_draws: int = setting(
         1,
         "guidance scales each image (or path state) is learnt at, evenly spaced over the "

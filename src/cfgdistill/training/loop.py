@@ -48,6 +48,20 @@ def trainable(model) -> list:
     return [p for p in model.parameters() if p.requires_grad]
 
 
+# Parameter names of the inputs a student adds to its teacher: our UNet's, Flux's, a stock UNet's (LCM's)
+NEW_INPUTS = ("guidance_in.", "negative_in.", "guidance_embedder.", "time_embedding.cond_proj.")
+
+
+def param_groups(model, lr: float, new_lr_scale: float) -> list:
+    """AdamW's groups: the student's new inputs at `new_lr_scale` × lr, every other trained weight at lr."""
+    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    new = [p for name, p in named if any(part in name for part in NEW_INPUTS)]
+    old = [p for name, p in named if not any(part in name for part in NEW_INPUTS)]
+    if new_lr_scale == 1 or not new:
+        return [{"params": [p for _, p in named], "lr": lr}]
+    return [{"params": old, "lr": lr}, {"params": new, "lr": lr * new_lr_scale}]
+
+
 def fastest_adamw(params: list) -> dict:
     """AdamW's fused kernel where torch has one for these parameters (CPU and CUDA floating point), else its
     foreach one: one multi-tensor update instead of a loop over parameters."""
@@ -109,7 +123,8 @@ class Training:
                 f"{self.global_size}"
             )
         self.trained = trainable(model)
-        self.optimizer = torch.optim.AdamW(self.trained, lr=config.lr, weight_decay=0.0, **fastest_adamw(self.trained))
+        groups = param_groups(model, config.lr, getattr(config, "new_lr_scale", 1.0))
+        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0, **fastest_adamw(self.trained))
         warmup = min(config.warmup_steps, config.steps // 10)
         self.lr_schedule = get_scheduler(
             "cosine", self.optimizer, num_warmup_steps=warmup, num_training_steps=config.steps
