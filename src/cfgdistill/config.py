@@ -145,7 +145,15 @@ class DistillConfig(LoopConfig):
     )
     trajectory_steps: int = setting(20, "DDIM steps of those paths", POSITIVE)
     new_lr_scale: float = setting(
-        1.0, "learning-rate multiplier for the weights the student adds (its guidance and negative inputs)", POSITIVE_NUMBER
+        1.0,
+        "learning-rate multiplier for the weights the student adds (its guidance and negative inputs)",
+        POSITIVE_NUMBER,
+    )
+    stop_when_matched: int = setting(
+        0,
+        "every N steps, sample teacher and student on a small set at the range's ends and middle, and stop once "
+        "the gates hold there (0: never)",
+        COUNT,
     )
     s_draws: int = setting(
         1,

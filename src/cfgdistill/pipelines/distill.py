@@ -47,8 +47,7 @@ def distill(
     """
     pipeline = pipeline or PipelineOptions()
     if not isinstance(teacher, Checkpoint) and (pipeline.prompts is not None or is_pipeline(teacher)):
-        if config.negatives:
-            raise UserError("--negatives trains our UNet's negative input; a diffusers pipeline's network has none")
+        check_pipeline_config(config)
         return distill_pipeline(teacher, config, pipeline, run)
     check_no_pipeline_options(pipeline)
     config.validate()
@@ -67,11 +66,32 @@ def distill(
         pair = GuidedPair(teacher_model, guide.model.eval().requires_grad_(False)) if guide else teacher_model
         objective = GuidanceDistillation(pair, teacher.process, teacher.conditioning, config, rule, dataset)
         identity = run_identity(teacher_model, guide, dataset, config)
-        fit(student, objective, dataset, config, run, identity, class_preview(teacher.process, teacher.conditioning))
+        until, preview = gate_check(teacher, config, rule, guide), class_preview(teacher.process, teacher.conditioning)
+        fit(student, objective, dataset, config, run, identity, preview, until)
         pair.cpu()
         result = student_checkpoint(student.cpu(), teacher, dataset, config, rule)
+        if until is not None:
+            result.meta.training["gate_checks"] = until.history
         folder.save(result)
     return result
+
+
+def check_pipeline_config(config: DistillConfig):
+    """What a diffusers pipeline's student cannot do: a negative input of its own, a classifier's gate check."""
+    if config.negatives:
+        raise UserError("--negatives trains our UNet's negative input; a diffusers pipeline's network has none")
+    if config.stop_when_matched:
+        raise UserError("--stop-when-matched judges by a dataset's classifier; a pipeline's prompts have none")
+
+
+def gate_check(teacher: Checkpoint, config: DistillConfig, rule, guide):
+    """`--stop-when-matched`'s check against the teacher under the rule being learnt; None without it."""
+    if not config.stop_when_matched:
+        return None
+    from ..evaluation.gate_check import GateCheck
+
+    options = dict(rule.keywords) | ({"guide": guide.model} if guide else {})
+    return GateCheck(teacher, (config.guidance_min, config.guidance_max), {"rule": config.guider, "options": options})
 
 
 def run_identity(teacher_model, guide, dataset, config: DistillConfig) -> dict:

@@ -7,6 +7,7 @@ process takes its rows. So a run is the same with 1 or N processes, and resuming
 import signal
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 
 import numpy as np
@@ -81,12 +82,14 @@ def fit(
     run: RunOptions | None = None,
     identity: dict | None = None,
     preview=None,
+    until=None,
 ):
     """AdamW with warm-up and cosine decay, gradient clipping and EMA; returns the model holding its EMA weights.
 
     `objective.draw(x_0, labels, generator)` makes a global batch (a dict of tensors, one row per sample);
     `objective.loss(model, rows)` is the loss on this process's rows. `preview(model)`, if given, draws a few
-    samples for TensorBoard. `identity` joins the config in the recipe that a resume must match.
+    samples for TensorBoard. `identity` joins the config in the recipe that a resume must match. `until(model,
+    step)`, if given, is asked every `config.stop_when_matched` steps (EMA weights) whether to stop early.
     """
     config.validate()
     run = run or RunOptions()
@@ -95,7 +98,9 @@ def fit(
     resolve_precision(config, run, found, model, objective, first, say)
     accelerator = make_accelerator(config, run)
     try:
-        return Training(accelerator, model, objective, data, config, run, identity or {}, preview, found).run()
+        training = Training(accelerator, model, objective, data, config, run, identity or {}, preview, found)
+        training.until = until
+        return training.run()
     finally:
         accelerator.end_training()
         reset_accelerate()
@@ -233,22 +238,44 @@ class Training:
                 self.report(step, self.step(step), clock, bar)
                 if run.out is not None and run.checkpoint_every and step % run.checkpoint_every == 0:
                     saved[step] = self.save(step)
+                if self.matched(step):
+                    self.log(f"the gates hold at step {step}: stopping (--stop-when-matched)")
+                    break
                 if any_process(self.accelerator, signals.signum is not None):
                     path = saved.get(step) or (self.save(step) if run.out is not None else None)
                     raise state.Interrupted(signals.signum or signal.SIGTERM, step, path)
         self.ema.copy_to(self.trained)
         return self.model.eval()
 
+    @contextmanager
+    def ema_weights(self):
+        """The model holding its EMA weights, in eval mode, for the block; its trained weights again after."""
+        self.ema.store(self.trained)
+        self.ema.copy_to(self.trained)
+        try:
+            yield self.model.eval()
+        finally:
+            self.model.train()
+            self.ema.restore(self.trained)
+
+    def matched(self, step: int) -> bool:
+        """Whether `until` says the run may stop (asked every `stop_when_matched` steps, on the main process)."""
+        every = getattr(self.config, "stop_when_matched", 0)
+        if self.until is None or not every or step % every or step == self.config.steps:
+            return False
+        flag = False
+        if self.accelerator.is_main_process:
+            with self.ema_weights() as model:
+                flag = bool(self.until(model, step))
+        return any_process(self.accelerator, flag)
+
     def log_preview(self, step: int):
         """A grid of samples from the EMA weights, on the main process, into TensorBoard."""
         if self.accelerator.is_main_process:
             from ..images import tile
 
-            self.ema.store(self.trained)
-            self.ema.copy_to(self.trained)
-            images = self.preview(self.model.eval())
-            self.model.train()
-            self.ema.restore(self.trained)
+            with self.ema_weights() as model:
+                images = self.preview(model)
             grid = np.asarray(tile(images.cpu(), ncol=len(images)))[None, None]
             self.accelerator.get_tracker("tensorboard").log_images({"preview": grid}, step=step)
         self.accelerator.wait_for_everyone()

@@ -1,4 +1,5 @@
-"""`--mixed-precision auto` and the optimizer's groups: what the loop chooses, records and keeps on resume."""
+"""Training cost: `--mixed-precision auto` (what it chooses, records and keeps on resume), the new inputs' own
+learning rate, and `--stop-when-matched`."""
 
 import json
 
@@ -76,3 +77,30 @@ def test_the_students_new_inputs_learn_at_their_own_rate():
     assert names and all(name.startswith(("guidance_in.", "negative_in.")) for name in names)
     assert len(groups[0]["params"]) + len(new) == len(list(student.parameters()))
     assert [id(p) for p in param_groups(student, 1e-3, 1.0)[0]["params"]] == [id(p) for p in student.parameters()]
+
+
+class StopAt:
+    """A stand-in for the gate check that says "stop" from a given step on, and notes how it was asked."""
+
+    def __init__(self, step: int):
+        self.step, self.asked, self.history = step, [], []
+
+    def __call__(self, model, step: int) -> bool:
+        self.asked.append((step, model.training))
+        return step >= self.step
+
+
+def test_the_loop_stops_when_asked_and_the_gate_check_passes_a_student_equal_to_its_teacher(data, monkeypatch):
+    from cfgdistill.evaluation.gate_check import GateCheck
+    from cfgdistill.pipelines import distill as pipeline
+
+    teacher = train_teacher(TrainConfig(**TINY, mixed_precision="no"), RunOptions(quiet=True), data)
+    until = StopAt(4)
+    monkeypatch.setattr(pipeline, "gate_check", lambda *args: until)
+    config = DistillConfig(steps=10, batch_size=16, stop_when_matched=2, mixed_precision="no")
+    student = distill(teacher, config, RunOptions(quiet=True), data)
+    assert until.asked == [(2, False), (4, False)]  # every 2 steps, in eval mode (EMA weights), until it says stop
+    assert student.meta.training["gate_checks"] == []
+    check = GateCheck(teacher, (1.0, 1.0), {"rule": "cfg", "options": {}}, n=20, steps=2)
+    same = teacher.model.with_guidance((1.0, 1.0))  # zero-initialised: the teacher's conditional model
+    assert check(same, 7) and check.history == [{"step": 7, "passed": {"1": True}}]
