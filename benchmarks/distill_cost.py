@@ -2,8 +2,8 @@
 training time.
 
     python benchmarks/distill_cost.py --teacher demo-out/teacher --steps 50,100,200,400,600 \\
-        [--guidance 1,2,4,6] [--n 360] [--sample-steps 25] [--preset NAME] [--set new_lr_scale=10 ...] \\
-        [--teacher-seconds S] --out docs/results/distill_cost_digits.json
+        [--guidance 1,2,4,6] [--n 360] [--sample-steps 25] [--preset NAME] \\
+        [--set new_lr_scale=10 --set mixed_precision=no ...] [--teacher-seconds S] --out OUT.json
 
 Each point is a fresh `distill` of that many steps (the cosine schedule spans the run), then `evaluate`
 against the teacher. The teacher's time is measured here by training its recipe again, unless
@@ -20,13 +20,23 @@ from cfgdistill.evaluation.machine import machine_record
 from cfgdistill.presets import PRESETS
 
 
+def number(text: str):
+    """A --set value: a number where it reads as one, else the text (mixed_precision=no)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def floats(text: str) -> list:
     return [float(v) for v in text.split(",")]
 
 
-def teacher_seconds(teacher) -> float:
-    """Wall time of training the teacher's own recipe once more, on this machine, now."""
+def teacher_seconds(teacher, precision: str) -> float:
+    """Wall time of training the teacher's own recipe once more, on this machine, now, under the students'
+    precision setting (`auto` by default), so that both sides may use what this machine runs fastest."""
     recipe = {k: v for k, v in teacher.meta.training.items() if k in TrainConfig.__dataclass_fields__}
+    recipe["mixed_precision"] = precision
     started = time.perf_counter()
     train_teacher(TrainConfig(**recipe), RunOptions(quiet=True))
     return time.perf_counter() - started
@@ -63,15 +73,15 @@ def main():
     parser.add_argument("--n", type=int, default=360)
     parser.add_argument("--sample-steps", type=int, default=25)
     parser.add_argument("--preset")
-    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE of DistillConfig (numbers)")
+    parser.add_argument("--set", action="append", default=[], help="KEY=VALUE of DistillConfig")
     parser.add_argument("--teacher-seconds", type=float)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     teacher = load(args.teacher)
     recipe = dict(PRESETS[args.preset]["distill"]) if args.preset else {}
-    recipe |= {key: float(value) for key, value in (pair.split("=", 1) for pair in args.set)}
+    recipe |= {key: number(value) for key, value in (pair.split("=", 1) for pair in args.set)}
     points = [point(teacher, steps, recipe, args) for steps in args.steps]
-    seconds = args.teacher_seconds or teacher_seconds(teacher)
+    seconds = args.teacher_seconds or teacher_seconds(teacher, recipe.get("mixed_precision", "auto"))
     for p in points:
         p["share_of_teacher"] = p["seconds"] / seconds
     first = next((p for p in points if p["passed"]), None)
