@@ -25,14 +25,18 @@ def get_rule(name: str):
     return RULES[name]
 
 
+PATH_OPTIONS = ("zero_init_steps", "momentum")  # options that make a rule depend on the sampling path
+
+
 def distillable_rule(name: str, options: dict | None = None):
-    """The rule a student is to learn, its options bound; refuses options that depend on the sampling path."""
-    rule = get_rule(name)
-    options = rule_options(name, options)
-    for key in ("zero_init_steps", "momentum"):  # both depend on the sampling path, not the state alone
-        if options.get(key):
-            raise UserError(f"a student learns {name} of the state alone, not its path: pass --guider-option {key}=0")
-    return functools.partial(rule, **options)
+    """The rule a student is to learn, its options bound."""
+    return functools.partial(get_rule(name), **rule_options(name, options))
+
+
+def on_path(rule) -> bool:
+    """Whether a bound rule depends on the sampling path (its step index or memory), not the state alone: such a
+    rule is learnt on the teacher's own paths, where each row knows its step and carries its memory."""
+    return any(getattr(rule, "keywords", {}).get(key) for key in PATH_OPTIONS)
 
 
 def parse_options(pairs: list | None) -> dict:
@@ -71,4 +75,4 @@ def rule_options(name: str, given: dict | None = None) -> dict:
 from .denoiser import check_guidance, guided, predict_pair  # noqa: E402  (denoiser.py reads get_rule)
 
 __all__ = ["RULES", "check_guidance", "get_rule", "guided", "parse_options", "predict_pair"]
-__all__ += ["distillable_rule", "rule_options", "rules"]
+__all__ += ["distillable_rule", "on_path", "rule_options", "rules"]

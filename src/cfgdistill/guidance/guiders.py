@@ -47,11 +47,14 @@ def interval(pred_cond, pred_uncond, s, *, start=0.0, stop=1.0, t=None, T=1000, 
 def cfg_zero_star(pred_cond, pred_uncond, s, *, zero_init_steps=1, step=None, **context):
     """CFG-Zero* (Fan et al. 2025): CFG with the unconditional prediction scaled by the optimal
     α* = ⟨cond, uncond⟩ / ‖uncond‖² (diffusers' `cfg_zero_star_scale`), and zero for the first
-    `zero_init_steps` sampling steps. Per-row s, as `rescale`."""
-    if step is not None and step < zero_init_steps:
-        return torch.zeros_like(pred_cond)
+    `zero_init_steps` sampling steps (`step`: the path's step index, or one per row on teacher paths).
+    Per-row s, as `rescale`."""
     alpha = cfg_zero_star_scale(pred_cond.flatten(1), pred_uncond.flatten(1)).view(-1, *[1] * (pred_cond.ndim - 1))
-    return cfg(pred_cond, alpha * pred_uncond, s)
+    guided = cfg(pred_cond, alpha * pred_uncond, s)
+    if step is None:
+        return guided
+    zero = torch.as_tensor(step, device=guided.device).expand(guided.shape[0]) < zero_init_steps
+    return torch.where(zero.view(-1, *[1] * (guided.ndim - 1)), torch.zeros_like(guided), guided)
 
 
 def apg(pred_cond, pred_uncond, s, *, eta=1.0, norm_threshold=15.0, momentum=0.0, state=None, **context):
@@ -59,13 +62,19 @@ def apg(pred_cond, pred_uncond, s, *, eta=1.0, norm_threshold=15.0, momentum=0.0
     (with momentum, a running sum along the path) is clipped to `norm_threshold` and split along cond.
     diffusers' `normalized_guidance` in its original formulation with scale s − 1 is this form (its default
     one would not give the conditional prediction at s = 1); per-row s, as `rescale`. The momentum buffer
-    lives in `state`, one per sampling path."""
+    lives in `state`, one per sampling path; on teacher paths, `state["momentum"]` holds each row's running
+    sum, and is updated."""
     buffer = None
     if momentum:
         state = {} if state is None else state
         buffer = state.setdefault("apg_momentum", MomentumBuffer(momentum))
+        if "momentum" in state:  # rows of separate paths, each with its own running sum
+            buffer.running_average = state["momentum"]
     scale = per_sample(s, pred_cond) - 1
-    return normalized_guidance(pred_cond, pred_uncond, scale, buffer, eta, norm_threshold, True)
+    guided = normalized_guidance(pred_cond, pred_uncond, scale, buffer, eta, norm_threshold, True)
+    if buffer is not None and "momentum" in state:
+        state["momentum"] = buffer.running_average
+    return guided
 
 
 def autoguidance(pred_cond, pred_guide, s, **context):

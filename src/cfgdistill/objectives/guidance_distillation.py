@@ -56,7 +56,7 @@ class GuidanceDistillation(Objective):
         n = round(self.config.trajectory_fraction * x_0.shape[0])
         if n > 0:
             paths, keep = self.trajectories.draw(n, x_0.shape[1:], generator), x_0.shape[0] - n
-            rows = {key: torch.cat([value[:keep], paths[key].to(value.dtype)]) for key, value in rows.items()}
+            rows = {key: merge(rows.get(key), value, keep) for key, value in paths.items()}
         rows["s"] = self.spread(rows["s"])
         return rows
 
@@ -111,7 +111,10 @@ class GuidanceDistillation(Objective):
             value.repeat_interleave(draws, dim=0)
             for value in (rows["x_t"], rows["t"], rows["cond"], pred_cond, pred_uncond)
         )
-        target = self.rule(pred_cond.float(), pred_uncond.float(), s, t=t, T=self.process.num_train_timesteps)
+        if "target" in rows:  # a rule of the path: the teacher's paths computed it with each row's memory (draws 1)
+            target = rows["target"].float()
+        else:
+            target = self.rule(pred_cond.float(), pred_uncond.float(), s, t=t, T=self.process.num_train_timesteps)
         negative = rows.get("negative")
         extra = {} if negative is None else {"negative": negative.repeat_interleave(draws, dim=0)}
         pred = student(x_t, t, cond, s, **extra).float()
@@ -160,6 +163,12 @@ class GuidanceDistillation(Objective):
         paths = {key: value for key, value in state.items() if not key.startswith("pool.")}
         pool = {key[len("pool.") :]: value for key, value in state.items() if key.startswith("pool.")}
         self.trajectories.state, self.trajectories.pool = paths or None, pool or None
+
+
+def merge(noised, paths: torch.Tensor, keep: int) -> torch.Tensor:
+    """The first `keep` noised-data rows, then the path rows; a column only paths have (a path rule's target)
+    comes with no noised rows (`keep` is 0)."""
+    return paths if noised is None else torch.cat([noised[:keep], paths.to(noised.dtype)])
 
 
 @torch.no_grad()

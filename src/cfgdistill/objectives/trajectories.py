@@ -2,7 +2,7 @@
 
 import torch
 
-from ..guidance import predict_pair
+from ..guidance import on_path, predict_pair
 
 POOL = 1024  # the newest finished teacher samples kept, for rows of noised teacher samples
 
@@ -40,6 +40,8 @@ class TeacherTrajectories:
         }
         if self.config.negatives:
             paths["negative"] = draw_negatives(self.conditioning, n, self.config.negatives, generator)
+        if getattr(self.rule, "keywords", {}).get("momentum"):  # APG's running sum, one per path
+            paths["momentum"] = torch.zeros_like(paths["x_t"])
         return paths
 
     def pair(self) -> tuple:
@@ -48,8 +50,18 @@ class TeacherTrajectories:
         pair = predict_pair(self.teacher, state["x_t"], t, state["cond"], state.get("negative"))
         return tuple(pred.float() for pred in pair)
 
-    def guide(self, pred_cond, pred_uncond) -> torch.Tensor:
-        return self.rule(pred_cond, pred_uncond, self.state["s"], t=self.timesteps[self.state["k"]], T=self.T)
+    def guide(self, pred_cond, pred_uncond, moving: torch.Tensor) -> torch.Tensor:
+        """The rule's output at every path state. A rule of the path gets each row's step index and memory; the
+        memory of the `moving` rows takes this step in, the others' stays as it was."""
+        state, context = self.state, {"t": self.timesteps[self.state["k"]], "T": self.T}
+        if not on_path(self.rule):
+            return self.rule(pred_cond, pred_uncond, state["s"], **context)
+        memory = {"momentum": state["momentum"]} if "momentum" in state else {}
+        out = self.rule(pred_cond, pred_uncond, state["s"], step=state["k"], state=memory, **context)
+        if "momentum" in memory:
+            keep = moving.view(-1, *[1] * (out.ndim - 1))
+            state["momentum"] = torch.where(keep, memory["momentum"].to(state["momentum"].dtype), state["momentum"])
+        return out
 
     def advance(self, pred: torch.Tensor, moving: torch.Tensor, generator: torch.Generator):
         """One deterministic step for the `moving` rows; a path that reached t = 0 starts again from noise."""
@@ -74,8 +86,9 @@ class TeacherTrajectories:
         self.pool = {} if self.pool is None else self.pool
         if len(self.pool.get("x_0", ())) < n:
             paths, self.state = self.state, self.fresh(n, image_shape, generator)
+            everyone = torch.ones(n, dtype=torch.bool)
             for _ in range(len(self.path)):
-                self.advance(self.guide(*self.pair()), torch.ones(n, dtype=torch.bool), generator)
+                self.advance(self.guide(*self.pair(), everyone), everyone, generator)
             self.state = paths
         return self.pool
 
@@ -84,7 +97,8 @@ class TeacherTrajectories:
         self.state = self.fresh(n, image_shape, generator)
         stop = torch.randint(0, len(self.path), (n,), generator=generator)
         for _ in range(int(stop.max())):
-            self.advance(self.guide(*self.pair()), self.state["k"] < stop, generator)
+            moving = self.state["k"] < stop
+            self.advance(self.guide(*self.pair(), moving), moving, generator)
 
     def draw(self, n: int, image_shape: tuple, generator: torch.Generator) -> dict:
         """n rows with the teacher's pair at them (the same n every step); the paths then move one step on."""
@@ -101,5 +115,9 @@ class TeacherTrajectories:
         }
         if "negative" in self.state:
             rows["negative"] = self.state["negative"].clone()
-        self.advance(self.guide(pred_cond, pred_uncond), torch.ones(n, dtype=torch.bool), generator)
+        everyone = torch.ones(n, dtype=torch.bool)
+        guided = self.guide(pred_cond, pred_uncond, everyone)
+        if on_path(self.rule):  # its target needs the path's memory: this is it, as the teacher's sampler uses it
+            rows["target"] = guided.clone()
+        self.advance(guided, everyone, generator)
         return rows

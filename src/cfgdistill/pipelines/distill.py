@@ -10,7 +10,7 @@ from ..checkpoint import Checkpoint, load
 from ..config import DistillConfig, RunOptions
 from ..data import ImageDataset, load_dataset
 from ..errors import UserError
-from ..guidance import distillable_rule, parse_options
+from ..guidance import distillable_rule, on_path, parse_options
 from ..guidance.autoguide import GuidedPair, load_guide
 from ..networks import Denoiser, make_student
 from ..objectives import GuidanceDistillation
@@ -54,7 +54,7 @@ def distill(
     rule = distillable_rule(config.guider, parse_options(config.guider_option))
     run = run or RunOptions()
     teacher = teacher if isinstance(teacher, Checkpoint) else load(teacher)
-    check_teacher(teacher, config, run)
+    check_teacher(teacher, config, run, rule)
     guide = autoguide_of(teacher, config)
     with RunFolder(run) as folder:
         data = teacher.meta.data
@@ -134,10 +134,15 @@ def check_no_pipeline_options(options: PipelineOptions):
         raise UserError(f"{flag} applies to a diffusers pipeline as the teacher, not to a cfgdistill checkpoint")
 
 
-def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions):
+def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions, rule):
     """A teacher, a path grid its schedule can hold, and a run folder that is not the teacher's own."""
     if teacher.kind != "teacher":
         raise UserError("distillation needs a teacher checkpoint, but this one is a student")
+    if on_path(rule) and (config.trajectory_fraction != 1 or config.s_draws != 1):
+        raise UserError(
+            f"this {config.guider} depends on the sampling path (its step or memory): a student learns it on the "
+            "teacher's paths alone: pass --trajectory-fraction 1 --s-draws 1"
+        )
     if config.negatives and not isinstance(teacher.model, Denoiser):
         raise UserError("--negatives needs a UNet teacher (--arch unet); the Flux transformer has no negative input")
     if config.negatives and config.guider == "autoguidance":
