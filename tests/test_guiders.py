@@ -124,6 +124,22 @@ def test_a_teacher_samples_with_each_guider_and_the_interval_sees_the_timestep(t
     assert torch.allclose(denoiser(x, t, labels), teacher(x, t, labels), atol=1e-6)  # s = 1: one pass, exact
 
 
+def test_interval_guidance_runs_the_conditional_pass_alone_outside_its_interval(teacher, schedule, labels):
+    """Steps outside [start, stop) need cond only: one pass there, two inside, and the same images as the rule."""
+    from cfgdistill.evaluation.compare import count_rows
+
+    x, t = torch.randn(len(labels), 1, 8, 8), torch.full((len(labels),), 100)  # progress 0.9: outside [0.2, 0.6)
+    pair = RULES["interval"](*predict_pair(teacher, x, t, labels), 3.0, start=0.2, stop=0.6, t=t)
+    options = {"start": 0.2, "stop": 0.6}
+    assert torch.allclose(guided(teacher, 3.0, "interval", **options)(x, t, labels), pair, atol=1e-6)
+    with count_rows(teacher) as counter:
+        guided(teacher, 3.0, "interval", **options)(x, t, labels)
+    assert counter["rows"] == len(labels)
+    with count_rows(teacher) as counter:
+        guided(teacher, 3.0, "interval", **options)(x, torch.full_like(t, 600), labels)  # progress 0.4: inside
+    assert counter["rows"] == 2 * len(labels)
+
+
 def test_autoguidance_is_karras_et_al_with_the_guide_models_conditional_pass(teacher, schedule, labels):
     """guide + s·(cond − guide): two passes, the main and the guide model, both conditional; s = 1 is the main."""
     weaker = lambda x, t, cond: 0.5 * teacher(x, t, cond)  # noqa: E731

@@ -59,12 +59,14 @@ def guided(model, s, rule: str = "cfg", negative=None, steps: int | None = None,
         raise UserError("autoguidance guides by a weaker model, not by a negative prompt: leave out the negative")
     model = GuidedPair(model, guide) if guide is not None else model
     combine, state = get_rule(rule), {"step": 0}
+    conditional_at = getattr(combine, "conditional_at", None)  # where the rule needs the conditional pass alone
     exact = getattr(combine, "exact_at", {}).get(float(s)) if not torch.is_tensor(s) else None
 
     def denoiser(x_t, t, cond):
         if cond is None and negative is None:
             return model(x_t, t, None)
-        if exact == "cond":
+        if exact == "cond" or (conditional_at and conditional_at(t, **options)):
+            state["step"] += 1
             return model(x_t, t, cond)
         if exact == "uncond":
             return model(x_t, t, negative)

@@ -40,8 +40,22 @@ def interval(pred_cond, pred_uncond, s, *, start=0.0, stop=1.0, t=None, T=1000, 
     if t is None:
         return guidance
     progress = (T - torch.as_tensor(t, dtype=torch.float64, device=pred_cond.device).expand(pred_cond.shape[0])) / T
-    inside = (progress >= start - 1e-6) & (progress < stop - 1e-6)  # tolerance: a grid point exactly on an end
+    inside = _inside(progress, start, stop)
     return torch.where(inside.view(-1, *[1] * (pred_cond.ndim - 1)), guidance, pred_cond)
+
+
+def _inside(progress: torch.Tensor, start: float, stop: float) -> torch.Tensor:
+    return (progress >= start - 1e-6) & (progress < stop - 1e-6)  # tolerance: a grid point exactly on an end
+
+
+def _interval_is_conditional(t, T=1000, start=0.0, stop=1.0, **options) -> bool:
+    """Whether every row at timestep t lies outside the interval, so that one conditional pass gives the rule's
+    output (diffusers' guider skips the unconditional batch there too)."""
+    progress = (T - torch.as_tensor(t, dtype=torch.float64)) / T
+    return not bool(_inside(progress, start, stop).any())
+
+
+interval.conditional_at = _interval_is_conditional
 
 
 def cfg_zero_star(pred_cond, pred_uncond, s, *, zero_init_steps=1, step=None, **context):
