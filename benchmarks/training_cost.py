@@ -34,14 +34,15 @@ def auto_choice(recipe: dict, data) -> dict:
         os.environ["CFGDISTILL_CACHE"] = cache
         config = TrainConfig(**{**recipe, "steps": 2}, mixed_precision="auto")
         started = time.perf_counter()
-        train_teacher(config, RunOptions(quiet=True), data)
+        teacher = train_teacher(config, RunOptions(quiet=True), data)
         seconds = time.perf_counter() - started
         probe = next(iter(json.loads((Path(cache) / "precision.json").read_text()).values()))
     if old is None:
         del os.environ["CFGDISTILL_CACHE"]
     else:
         os.environ["CFGDISTILL_CACHE"] = old
-    return {"choice": config.mixed_precision, "probe_step_seconds": probe["seconds"], "run_seconds": seconds}
+    choice = teacher.meta.training["mixed_precision"]  # the run's record names what auto chose
+    return {"choice": choice, "probe_step_seconds": probe["seconds"], "run_seconds": seconds}
 
 
 def timings(recipe: dict, data, steps: int, repeats: int) -> dict:
@@ -69,7 +70,9 @@ def main():
     recipe = RECIPES[args.recipe]
     data = load_dataset(recipe["data"], "train")
     auto = auto_choice(recipe, data)
+    print(json.dumps(auto), flush=True)
     seconds = timings(recipe, data, args.steps, args.repeats)
+    print(json.dumps(seconds), flush=True)
     steps_per_s = {name: args.steps / t for name, t in seconds.items()}
     result = {
         "recipe": args.recipe,
