@@ -96,8 +96,10 @@ guiders-fashion: install data
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/interval --guider interval --guider-option start=0.15 \
 	    --guider-option stop=0.8
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/negatives --negatives 0.5
+	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/negatives-q --negatives 0.25 --steps 1600
 	for g in apg interval autoguidance; do \
 	    $(GUIDER_EVAL) --student $(GUIDER_RUNS)/$$g --out docs/results/fashion-guiders/$$g --guidance 2,3,5; done
-	$(GUIDER_EVAL) --student $(GUIDER_RUNS)/negatives --out docs/results/fashion-negatives --guidance 1,2,3,5
+	for g in negatives negatives-q; do \
+	    $(GUIDER_EVAL) --student $(GUIDER_RUNS)/$$g --out docs/results/fashion-$$g --guidance 1,2,3,5; done
 	$(PYTHON) benchmarks/guiders.py --teacher $(GUIDER_TEACHER) --guide-model $(GUIDER_RUNS)/guide \
 	    --out docs/results/guiders-fashion-flow --n 500 --steps 20 --guidance 1,2,3,5

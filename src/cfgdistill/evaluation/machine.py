@@ -7,6 +7,17 @@ import platform
 import torch
 
 
+def cpu_features() -> dict:
+    """The CPU's vector capability as torch sees it, and whether it has bf16 instructions (AVX-512 BF16, AMX):
+    what decides whether bf16 autocast pays on a CPU."""
+    try:
+        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    except (OSError, StopIteration):
+        flags = []
+    bf16 = any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16_instructions": bf16}
+
+
 def machine_record() -> dict:
     """The date (UTC), the machine, and the torch build and threads a measurement ran with."""
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
@@ -18,4 +29,5 @@ def machine_record() -> dict:
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "device": device,
+        **cpu_features(),
     }

@@ -18,6 +18,7 @@ import time
 import torch
 
 from ..evaluation.classifier import cache_dir
+from ..evaluation.machine import cpu_features
 from ..io import atomic
 
 AUTO = "auto"
@@ -90,7 +91,7 @@ def probe_key(model, objective, config) -> str:
         "config": {k: v for k, v in dict(network).items() if not k.startswith("_")},
         "objective": objective.name,
         "batch_size": config.batch_size,
-        "machine": [platform.processor(), os.cpu_count(), torch.get_num_threads(), torch.__version__],
+        "machine": [platform.processor(), os.cpu_count(), torch.get_num_threads(), torch.__version__, cpu_features()],
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
