@@ -99,7 +99,7 @@ def fit(
     accelerator = make_accelerator(config, run)
     try:
         training = Training(accelerator, model, objective, data, config, run, identity or {}, preview, found)
-        training.until = until
+        training.until = until  # asked by `matched`; None: the run goes to its last step
         return training.run()
     finally:
         accelerator.end_training()
@@ -118,6 +118,7 @@ class Training:
     def __init__(self, accelerator, model, objective, data, config, run, identity, preview, found=None):
         self.accelerator, self.model, self.objective, self.data = accelerator, model, objective, data
         self.config, self.run_options, self.preview, self.found = config, run, preview, found
+        self.until = None
         self.world, self.accumulation = accelerator.num_processes, config.gradient_accumulation_steps
         self.global_size = config.batch_size * self.world * self.accumulation
         self.recipe = {**asdict(config), **identity, "processes": self.world}
