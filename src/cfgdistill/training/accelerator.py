@@ -30,6 +30,14 @@ def make_accelerator(config, run):
     return accelerator
 
 
+def finish(accelerator):
+    """Close the trackers but keep the process group: `end_training` would destroy it, and then the DDP wrapper's
+    release destroys the gloo group while holding the GIL, which deadlocks when a gloo worker is still freeing the
+    last collective (it needs the GIL too). A kept group also serves a second fit() in this process."""
+    for tracker in accelerator.trackers:
+        tracker.finish()
+
+
 def reset_accelerate():
     """Accelerate keeps its settings in process-wide singletons; a later fit() in this process may differ."""
     from accelerate.state import AcceleratorState, GradientState

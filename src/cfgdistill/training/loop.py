@@ -21,7 +21,7 @@ from ..data import ImageDataset
 from ..errors import UserError
 from ..io import WRITE_ERRORS, why
 from . import state
-from .accelerator import any_process, is_main_process, make_accelerator, reset_accelerate
+from .accelerator import any_process, finish, is_main_process, make_accelerator, reset_accelerate
 from .precision import resolve_precision
 
 STEP_DRAWS, EPOCH_ORDER = 0, 1  # independent random streams of one seed
@@ -102,7 +102,7 @@ def fit(
         training.until = until  # asked by `matched`; None: the run goes to its last step
         return training.run()
     finally:
-        accelerator.end_training()
+        finish(accelerator)
         reset_accelerate()
 
 
