@@ -20,10 +20,11 @@ from cfgdistill.evaluation.machine import machine_record
 from cfgdistill.presets import PRESETS
 
 
-def number(text: str):
-    """A --set value: a number where it reads as one, else the text (mixed_precision=no)."""
+def number(key: str, text: str):
+    """A --set value as its DistillConfig field's type (s_draws=4 an int, lr=1e-4 a float), else the text."""
+    kind = DistillConfig.__dataclass_fields__[key].type
     try:
-        return float(text)
+        return int(text) if kind in (int, "int") else float(text)
     except ValueError:
         return text
 
@@ -79,7 +80,7 @@ def main():
     args = parser.parse_args()
     teacher = load(args.teacher)
     recipe = dict(PRESETS[args.preset]["distill"]) if args.preset else {}
-    recipe |= {key: number(value) for key, value in (pair.split("=", 1) for pair in args.set)}
+    recipe |= {key: number(key, value) for key, value in (pair.split("=", 1) for pair in args.set)}
     points = [point(teacher, steps, recipe, args) for steps in args.steps]
     seconds = args.teacher_seconds or teacher_seconds(teacher, recipe.get("mixed_precision", "auto"))
     for p in points:

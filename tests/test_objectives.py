@@ -188,6 +188,19 @@ def test_spread_scales_start_at_the_drawn_s_and_split_the_range_evenly():
         DistillConfig(s_draws=0).validate()
 
 
+def test_s_one_share_puts_that_share_of_noised_rows_at_exactly_one_and_the_rest_uniform():
+    x_0, labels = torch.zeros(400, 1, 8, 8), torch.arange(400) % 10
+    config = DistillConfig(guidance_min=0.0, guidance_max=6.0, s_one_share=0.25)
+    s = DistillObjective(tiny_denoiser(), VP.create(), config).draw(x_0, labels, torch.Generator().manual_seed(0))["s"]
+    assert s.shape == (400, 1) and (s[:100] == 1).all()
+    rest = s[100:]
+    assert (rest != 1).all() and ((rest >= 0) & (rest < 6)).all() and abs(rest.mean().item() - 3) < 0.4
+    plain = DistillObjective(tiny_denoiser(), VP.create(), DistillConfig(guidance_min=0.0, guidance_max=6.0))
+    assert not (plain.draw(x_0, labels, torch.Generator().manual_seed(0))["s"] == 1).any()
+    with pytest.raises(UserError, match=r"s = 1 inside the guidance range \[2, 6\]"):
+        DistillConfig(guidance_min=2.0, s_one_share=0.1).validate()
+
+
 @pytest.mark.parametrize("loss_space", ["prediction", "guidance"])
 def test_several_scales_per_row_equal_one_row_per_scale_from_one_teacher_pass(loss_space):
     """Slow reference: every (row, s) pair as its own row with its own teacher pass."""

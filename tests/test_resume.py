@@ -144,6 +144,18 @@ def test_a_guidance_loss_run_under_another_weighting_is_not_resumed(data, tmp_pa
         student_run(data, tmp_path, paths={"loss_space": "guidance"}, resume="latest")
 
 
+def test_a_setting_added_after_a_checkpoint_resumes_at_its_default_and_refuses_another_value(data, tmp_path):
+    reference = student_run(data, tmp_path / "a")
+    student_run(data, tmp_path / "b", checkpoint_every=3)
+    state = training_state.scan(tmp_path / "b")[0][-1] / training_state.META
+    meta = json.loads(state.read_text())
+    del meta["recipe"]["s_one_share"], meta["recipe"]["new_lr_scale"]  # as written before these settings existed
+    state.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="s_one_share = 0.0, this run has 0.5"):
+        student_run(data, tmp_path / "b", paths={"s_one_share": 0.5}, resume="latest")
+    assert same_weights(student_run(data, tmp_path / "b", resume="latest"), reference)
+
+
 def test_tensorboard_gets_scalars_and_preview_grids(data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -47,8 +47,7 @@ class GuidanceDistillation(Objective):
             return self.teacher_rows(labels.shape[0], generator)
         x_t, t, _ = self.process.noisy_batch(x_0, generator)
         cond = self.conditioning.draw(labels, generator, self.config.p_uncond)
-        s_min, s_max = self.config.guidance_min, self.config.guidance_max
-        s = s_min + (s_max - s_min) * torch.rand(x_0.shape[0], generator=generator)
+        s = self.draw_s(x_0.shape[0], generator)
         unknown = torch.full_like(x_t, float("nan"))
         rows = {"x_t": x_t, "t": t, "cond": cond, "s": s, "pred_cond": unknown, "pred_uncond": unknown}
         if self.config.negatives:  # the rule's second branch: the null condition, or another class's
@@ -69,13 +68,25 @@ class GuidanceDistillation(Objective):
             pool = self.trajectories.samples(n - on_paths, shape, generator)
             pick = torch.randint(0, len(pool["x_0"]), (n - on_paths,), generator=generator)
             x_t, t, _ = self.process.noisy_batch(pool["x_0"][pick], generator)
-            s_min, s_max = self.config.guidance_min, self.config.guidance_max
-            s = s_min + (s_max - s_min) * torch.rand(len(pick), generator=generator)
+            s = self.draw_s(len(pick), generator)
             unknown = torch.full_like(x_t, float("nan"))
             noised = {"x_t": x_t, "t": t, "cond": pool["cond"][pick], "s": s, "pred_cond": unknown}
             noised["pred_uncond"] = unknown
             rows = {key: torch.cat([noised[key], value.to(noised[key].dtype)]) for key, value in rows.items()}
         return {**rows, "s": self.spread(rows["s"])}
+
+    def draw_s(self, n: int, generator) -> torch.Tensor:
+        """s ~ U[s_min, s_max], but the first `s_one_share` of the rows (a random batch) at s = 1 exactly.
+
+        At s = 1 every rule's target is the teacher's conditional prediction, which the zero-initialised
+        student starts as; without anchor rows the shared weights drift toward the average guided target
+        faster than the guidance embedding learns to tell s = 1 apart, and the student over-guides there
+        (docs/distillation.md).
+        """
+        s_min, s_max = self.config.guidance_min, self.config.guidance_max
+        s = s_min + (s_max - s_min) * torch.rand(n, generator=generator)
+        s[: round(self.config.s_one_share * n)] = 1.0
+        return s
 
     def spread(self, s: torch.Tensor) -> torch.Tensor:
         """Each row's s, then s_draws − 1 more evenly spaced around [s_min, s_max] from it (a shifted lattice).

@@ -33,7 +33,7 @@ def make_accelerator(config, run):
 def finish(accelerator):
     """Close the trackers but keep the process group: `end_training` would destroy it, and then the DDP wrapper's
     release destroys the gloo group while holding the GIL, which deadlocks when a gloo worker is still freeing the
-    last collective (it needs the GIL too). A kept group also serves a second fit() in this process."""
+    last collective (it needs the GIL too)."""
     for tracker in accelerator.trackers:
         tracker.finish()
 

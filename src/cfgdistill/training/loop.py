@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 
 import numpy as np
 import torch
@@ -148,7 +148,8 @@ class Training:
         run, start, found = self.run_options, 0, self.found
         if found is not None:
             resume_from, tensors, meta = found
-            state.check_same_run(meta, self.objective.name, self.recipe, resume_from)
+            defaults = {f.name: f.default for f in fields(self.config) if f.default is not MISSING}
+            state.check_same_run(meta, self.objective.name, self.recipe, resume_from, defaults)
             state.restore(
                 tensors, meta, self.model, self.ema, self.optimizer, self.lr_schedule, resume_from, self.objective
             )

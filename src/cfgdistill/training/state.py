@@ -178,11 +178,15 @@ def find_resume(run, log) -> tuple | None:
     return None
 
 
-def check_same_run(meta: dict, kind: str, recipe: dict, path):
-    """Refuse to continue a checkpoint of another kind or other settings, naming the first setting that differs."""
+def check_same_run(meta: dict, kind: str, recipe: dict, path, defaults: dict | None = None):
+    """Refuse to continue a checkpoint of another kind or other settings, naming the first setting that differs.
+
+    A setting the checkpoint lacks was added after it was written; it ran as that setting's default (`defaults`).
+    """
     if meta.get("kind") != kind:
         raise UserError(f"cannot resume {path}: it holds a {meta.get('kind')} run, this run trains a {kind}")
     saved, recipe = meta.get("recipe", {}), json.loads(json.dumps(recipe))  # tuples compare as JSON lists
+    saved = json.loads(json.dumps(defaults or {})) | saved
     for key in sorted(set(saved) | set(recipe)):
         old, new = saved.get(key, "<absent>"), recipe.get(key, "<absent>")
         if old != new:
