@@ -14,7 +14,7 @@ RUNS ?= runs/fashion$(SUFFIX)
 RESULTS ?= docs/results/fashion$(SUFFIX)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install data demo test bench fashion fashion-pipeline fewstep fewstep-fashion guiders-fashion
+.PHONY: install data demo test bench fashion fashion-pipeline fewstep fewstep-fashion guiders-fashion distill-cost
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[test,text]"
@@ -103,3 +103,28 @@ guiders-fashion: install data
 	    $(GUIDER_EVAL) --student $(GUIDER_RUNS)/$$g --out docs/results/fashion-$$g --guidance 1,2,3,5; done
 	$(PYTHON) benchmarks/guiders.py --teacher $(GUIDER_TEACHER) --guide-model $(GUIDER_RUNS)/guide \
 	    --out docs/results/guiders-fashion-flow --n 500 --steps 20 --guidance 1,2,3,5
+
+# Distillation cost on digits: the gates against distillation steps for each recipe (docs/distillation.md). The
+# first run times the teacher's recipe once more; the others reuse that time.
+COST = $(PYTHON) benchmarks/distill_cost.py --teacher $(OUT)/teacher
+COST_OUT = docs/results/distill_cost
+distill-cost: install
+	[ -f $(OUT)/student/cfgdistill.json ] || $(PYTHON) -m cfgdistill demo --out $(OUT) --overwrite
+	$(COST) --steps 200,400,600 --out $(COST_OUT)/digits_default.json
+	T=$$($(PYTHON) -c "import json; print(json.load(open('$(COST_OUT)/digits_default.json'))['teacher_seconds'])"); \
+	$(COST) --teacher-seconds $$T --steps 50,100,200,400 --set lr=1e-4 --set new_lr_scale=10 \
+	    --out $(COST_OUT)/digits_lr1e-4_new_lr_x10.json && \
+	$(COST) --teacher-seconds $$T --steps 50,100,200 --set lr=3e-4 --set new_lr_scale=10 \
+	    --out $(COST_OUT)/digits_lr3e-4_new_lr_x10.json && \
+	$(COST) --teacher-seconds $$T --steps 100,200,400 --set loss_space=guidance --out $(COST_OUT)/digits_guidance.json && \
+	$(COST) --teacher-seconds $$T --steps 100,200 --set loss_space=guidance --set s_draws=4 \
+	    --out $(COST_OUT)/digits_guidance_s_draws4.json && \
+	$(COST) --teacher-seconds $$T --steps 200,400 --set s_one_share=0.25 --out $(COST_OUT)/digits_s_one.json && \
+	$(COST) --teacher-seconds $$T --steps 100,200,400 --set loss_space=guidance --set s_one_share=0.25 \
+	    --out $(COST_OUT)/digits_guidance_s_one.json && \
+	$(COST) --teacher-seconds $$T --steps 300 --set loss_space=guidance --set s_one_share=0.25 \
+	    --out $(COST_OUT)/digits_guidance_s_one_300.json && \
+	$(COST) --teacher-seconds $$T --steps 150,200 --set loss_space=guidance --set s_one_share=0.25 --set lr=2e-3 \
+	    --out $(COST_OUT)/digits_guidance_s_one_lr2e-3.json && \
+	$(COST) --teacher-seconds $$T --steps 200 --set loss_space=guidance --set s_one_share=0.5 \
+	    --out $(COST_OUT)/digits_guidance_s_one_half.json
