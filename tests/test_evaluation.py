@@ -20,7 +20,7 @@ from cfgdistill.evaluation.metrics import (
     precision_recall,
     within_class_distance,
 )
-from cfgdistill.evaluation.report import evaluate
+from cfgdistill.evaluation.report import GATES, evaluate, matches
 from cfgdistill.networks import make_student
 from cfgdistill.processes import VP
 
@@ -156,3 +156,14 @@ def test_evaluate_writes_a_report_with_both_models_side_by_side(trained, tmp_pat
             assert sum(row[name]["per_class_accuracy"]) / 10 == pytest.approx(row[name]["accuracy"])
     md = (tmp_path / "report.md").read_text()
     assert "largest class gap" in md and "| none |" in md  # at s = 1 the fresh student's verdicts are the teacher's
+
+
+def test_a_gap_of_exactly_the_gate_in_float32_accuracies_passes_and_one_sample_more_does_not():
+    gate = dict(zip(("fd_ratio", "accuracy_gap"), GATES["stage-1"]))
+
+    def row(teacher_hits, student_hits, n=500):
+        figures = [{"fd": 10.0, "accuracy": (torch.tensor(hits) / n).item()} for hits in (teacher_hits, student_hits)]
+        return dict(zip(("teacher", "student"), figures))
+
+    assert matches(row(492, 487), 0.0, gate)["accuracy"]  # 98.4% against 97.4%: 0.01000005 in float32
+    assert not matches(row(492, 486), 0.0, gate)["accuracy"]

@@ -9,7 +9,7 @@ import torch
 
 from .classifier import predict
 from .compare import learnt_rule, timed_sample
-from .metrics import paired_gap_se
+from .metrics import ACCURACY_TOLERANCE, paired_gap_se
 
 NEGATIVE_S = 3.0
 GAP = 0.02  # the student's avoidance rate within 2 points of the teacher's
@@ -73,7 +73,7 @@ def summary(rows: list, hits: dict, seconds: dict) -> dict:
         **rates,
         "gap": gap,
         "gap_se": paired_gap_se(hits["student"], hits["teacher"]),
-        "student_matches": abs(gap) <= GAP + 1e-9,
+        "student_matches": abs(gap) <= GAP + ACCURACY_TOLERANCE,
         "throughput_ratio": seconds["teacher"] / seconds["student"],  # same samples: the ratio of samples/s
         "per_prompt": rows,
     }

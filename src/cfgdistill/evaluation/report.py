@@ -13,6 +13,7 @@ from ..pipelines.sample import DEFAULT_STEPS, generate
 from .classifier import load_classifier, predict
 from .compare import learnt_rule, nearest_scale, paired_error, timed_sample
 from .metrics import (
+    ACCURACY_TOLERANCE,
     FrechetDistance,
     accuracy,
     embed,
@@ -70,7 +71,7 @@ def matches(row: dict, fd_noise_floor: float, gate: dict) -> dict:
     t, s = row["teacher"], row["student"]
     return {
         "fd": s["fd"] <= t["fd"] + max((gate["fd_ratio"] - 1) * t["fd"], fd_noise_floor),
-        "accuracy": abs(s["accuracy"] - t["accuracy"]) <= gate["accuracy_gap"] + 1e-9,
+        "accuracy": abs(s["accuracy"] - t["accuracy"]) <= gate["accuracy_gap"] + ACCURACY_TOLERANCE,
     }
 
 
