@@ -14,7 +14,7 @@ RUNS ?= runs/fashion$(SUFFIX)
 RESULTS ?= docs/results/fashion$(SUFFIX)
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: install data demo test bench fashion fashion-pipeline fewstep fewstep-fashion guiders-fashion distill-cost
+.PHONY: install data demo test bench fashion fashion-pipeline fewstep fewstep-fashion guiders-fashion distill-cost distill-cost-fashion
 
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[test,text]"
@@ -127,4 +127,13 @@ distill-cost: install
 	$(COST) --teacher-seconds $$T --steps 150,200 --set loss_space=guidance --set s_one_share=0.25 --set lr=2e-3 \
 	    --out $(COST_OUT)/digits_guidance_s_one_lr2e-3.json && \
 	$(COST) --teacher-seconds $$T --steps 200 --set loss_space=guidance --set s_one_share=0.5 \
-	    --out $(COST_OUT)/digits_guidance_s_one_half.json
+	    --out $(COST_OUT)/digits_guidance_s_one_half.json && \
+	$(COST) --teacher-seconds $$T --steps 400,600 --set loss_space=guidance --set s_one_share=0.25 \
+	    --set stop_when_matched=50 --out $(COST_OUT)/digits_guidance_s_one_stop.json
+
+# The same on Fashion-MNIST's flow UNet teacher (`make fashion OBJECTIVE=flow`); the teacher's time (1,325 s) is
+# read from its TensorBoard log rather than spent again.
+distill-cost-fashion: install data
+	[ -f runs/fashion-flow/teacher/cfgdistill.json ] || $(MAKE) fashion OBJECTIVE=flow
+	$(PYTHON) benchmarks/distill_cost.py --teacher runs/fashion-flow/teacher --preset fashion-cpu --steps 400,1600 \
+	    --guidance 1,2,3,5 --n 500 --sample-steps 20 --teacher-seconds 1325 --out $(COST_OUT)/fashion_default.json

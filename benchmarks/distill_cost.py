@@ -63,7 +63,12 @@ def point(teacher, steps: int, recipe: dict, args) -> dict:
     ]
     passed = all(r["fd"] and r["accuracy"] for r in rows)
     print(f"{steps} steps, {seconds:.0f} s: {'all gates' if passed else 'gates missed'}", flush=True)
-    return {"steps": steps, "seconds": seconds, "precision": config.mixed_precision, "passed": passed, "rows": rows}
+    result = {"steps": steps, "seconds": seconds, "precision": config.mixed_precision, "passed": passed, "rows": rows}
+    checks = student.meta.training.get("gate_checks")
+    if checks:  # --stop-when-matched: where it stopped, if it did
+        last = checks[-1]
+        result |= {"gate_checks": checks, "stopped_at": last["step"] if all(last["passed"].values()) else None}
+    return result
 
 
 def main():

@@ -17,7 +17,8 @@ from cfgdistill.cli import main
 
 TABLE = Path(__file__).parents[1] / "docs" / "errors.md"
 ROW = re.compile(
-    r"^\| (?P<case>[^|`]+?) \| `cfgdistill (?P<command>[^`]+)` \| (?P<exit>\d+) \| `(?P<message>[^`]+)` \|$"
+    r"^\| (?P<case>[^|`]+?) \| `(?P<env>(\w+=\S+ )*)cfgdistill (?P<command>[^`]+)` \| (?P<exit>\d+) \| "
+    r"`(?P<message>[^`]+)` \|$"
 )
 
 
@@ -162,8 +163,10 @@ def snapshot(root: Path) -> dict:
 
 
 @pytest.mark.parametrize("case", list(table_rows()))
-def test_bad_input_is_refused_in_one_line(case, prepared, tmp_path, capsys):
+def test_bad_input_is_refused_in_one_line(case, prepared, tmp_path, capsys, monkeypatch):
     row = table_rows()[case]
+    for name, value in (pair.split("=", 1) for pair in row["env"].split()):  # `WORLD_SIZE=2 cfgdistill ...`
+        monkeypatch.setenv(name, value)
     places = {p.name: str(p) for p in prepared.iterdir()} | {"tmp": str(tmp_path), "badutf8": "caf\udce9"}
     fill = lambda text: re.sub(r"\{(\w+)\}", lambda m: places[m[1]], text)
     before = snapshot(prepared)

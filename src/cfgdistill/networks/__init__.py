@@ -38,7 +38,7 @@ def device_of(model, default="cpu") -> torch.device:
 def make_student(teacher, guidance_range: tuple, negatives: bool = False):
     """The teacher's network with a zero-initialised guidance input (and, with `negatives`, a negative input);
     all its other weights are the teacher's."""
-    return teacher.with_guidance(guidance_range, negatives) if negatives else teacher.with_guidance(guidance_range)
+    return teacher.with_guidance(guidance_range, negatives)
 
 
 def takes_negative(model) -> bool:

@@ -1,12 +1,14 @@
 """`demo`: train a teacher on the bundled digits, distill it, and compare the two side by side."""
 
 import json
+import os
 import time
 from pathlib import Path
 
 import torch
 
 from ..config import DemoConfig, DistillConfig, RunOptions, TrainConfig
+from ..errors import UserError
 from ..evaluation.compare import compare
 from ..evaluation.machine import machine_record
 from ..images import labelled_panels, save_image, tile
@@ -20,6 +22,8 @@ GRID_S = (0.0, 1.0, 2.0, 4.0)
 def run_demo(config: DemoConfig) -> dict:
     """Train, distill, then sample both at GRID_S from the same noise; returns the summary it writes."""
     config.validate()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # it writes its folders from every process
+        raise UserError("demo runs in one process; under torchrun or accelerate launch, run train and distill")
     out = Path(config.out)
     check_output_dir(out, config.overwrite)
     quiet, started = config.quiet, time.perf_counter()
