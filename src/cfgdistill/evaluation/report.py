@@ -12,6 +12,7 @@ from ..networks import takes_negative
 from ..pipelines.sample import DEFAULT_STEPS, generate
 from .classifier import load_classifier, predict
 from .compare import learnt_rule, nearest_scale, paired_error, timed_sample
+from .machine import machine_record
 from .metrics import (
     ACCURACY_TOLERANCE,
     FrechetDistance,
@@ -196,5 +197,6 @@ def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluati
         if takes_negative(student.model)
         else None,
         "fd_vs_nfe": fewstep_curves(judge, teacher, student, cond, labels, config, images) if student.grid else None,
+        "machine": machine_record(),
     }
     return Evaluation(report, {name: torch.stack(g) for name, g in grids.items()}, paraphrase_grids)
