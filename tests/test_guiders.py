@@ -149,6 +149,20 @@ def test_autoguidance_is_karras_et_al_with_the_guide_models_conditional_pass(tea
     assert torch.allclose(guided(teacher, 1.0, "autoguidance", guide=weaker)(x, t, labels), c, atol=1e-6)
 
 
+@pytest.mark.parametrize("beta", [0.25, 1.0])
+def test_autoguidance_with_a_cfg_share_splits_one_weight_between_the_guide_and_cfg(teacher, labels, beta):
+    """cond + (s − 1)·[(1 − β)(cond − guide) + β(cond − uncond)]: three passes; β = 1 is CFG, s = 1 the main."""
+    weaker = lambda x, t, cond: 0.5 * teacher(x, t, cond)  # noqa: E731
+    x, t = torch.randn(len(labels), 1, 8, 8), torch.full((len(labels),), 500)
+    c, w, u = teacher(x, t, labels), weaker(x, t, labels), teacher(x, t, teacher.null_condition(labels))
+    out = guided(teacher, 3.0, "autoguidance", guide=weaker, cfg_share=beta)(x, t, labels)
+    assert torch.allclose(out, c + 2 * ((1 - beta) * (c - w) + beta * (c - u)), atol=1e-5)
+    assert not torch.allclose(out, c + 2 * (c - w), atol=1e-3)  # the share is used
+    if beta == 1.0:
+        assert torch.allclose(out, guided(teacher, 3.0)(x, t, labels), atol=1e-5)
+    assert torch.allclose(guided(teacher, 1.0, "autoguidance", guide=weaker, cfg_share=beta)(x, t, labels), c)
+
+
 QUIET = ["--quiet", "--validate-every", "0", "--batch-size", "16"]
 
 
@@ -203,16 +217,23 @@ def test_a_rescale_student_records_its_rule_and_evaluate_guides_the_teacher_by_i
     assert "guided by rescale (phi 0.5)" in (tmp_path / "e" / "report.md").read_text()
 
 
-def test_an_autoguidance_student_learns_with_its_guide_and_evaluate_loads_it(teachers, tmp_path):
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_an_autoguidance_student_learns_with_its_guide_and_evaluate_loads_it(teachers, tmp_path, share):
     distill = ["distill", "--teacher", str(teachers / "t"), "--out", str(tmp_path / "s"), "--steps", "2"]
-    assert main([*distill, "--guider", "autoguidance", "--guide-model", str(teachers / "weak"), *QUIET]) == 0
+    guide = ["--guide-model", str(teachers / "weak"), "--guider-option", f"cfg_share={share}"]
+    rule = ["--guider", "autoguidance", *guide]
+    assert main([*distill, *rule, *QUIET]) == 0
     meta = json.loads((tmp_path / "s" / "cfgdistill.json").read_text())["guidance"]
     assert meta["rule"] == "autoguidance" and meta["guide_model"] == str((teachers / "weak").resolve())
+    assert meta["options"] == {"cfg_share": share}
     evaluate = ["evaluate", "--teacher", str(teachers / "t"), "--student", str(tmp_path / "s"), "--n", "20"]
     assert main([*evaluate, "--guidance", "3", "--steps", "3", "--out", str(tmp_path / "e"), "--quiet"]) == 0
-    assert "guided by autoguidance (guide " in (tmp_path / "e" / "report.md").read_text()
+    assert f"guided by autoguidance (cfg_share {share:g}, guide " in (tmp_path / "e" / "report.md").read_text()
     row = json.loads((tmp_path / "e" / "report.json").read_text())["rows"][0]
-    assert row["teacher"]["nfe_per_image"] == 6 and row["student"]["nfe_per_image"] == 3  # main + guide, 3 steps
+    passes = 3 if share else 2  # main (and its unconditional pass with a CFG share) + guide, at each of 3 steps
+    assert row["teacher"]["nfe_per_image"] == 3 * passes and row["student"]["nfe_per_image"] == 3
+    if share:
+        return
     main_model, guide = (cfgdistill_load(teachers / n).model for n in ("t", "weak"))
     x, t, c = torch.randn(4, 1, 8, 8), torch.full((4,), 300), torch.arange(4)
     pair = predict_pair(GuidedPair(main_model, guide), x, t, c)

@@ -1,6 +1,11 @@
 """Autoguidance's two models as one teacher: the main model's conditional prediction, and a weaker guide's
 conditional prediction in the unconditional one's place (Karras et al. 2024).
 
+With `cfg_share` β > 0 the guidance weight is split between the guide's direction and CFG's, as the paper does
+for text-to-image (its appendix B.2): cond + (s − 1)·[(1 − β)(cond − guide) + β(cond − uncond)]. That is
+autoguidance against the reference (1 − β)·guide + β·uncond, so the pair returns that reference, and the rule
+stays one formula. It costs a third pass: the main model's unconditional one.
+
 `predict_pair` asks a model for its pair through `pair()` when it has one, so sampling, distillation and
 teacher paths treat this pair like any teacher.
 """
@@ -13,18 +18,23 @@ from ..errors import UserError
 
 
 class GuidedPair(torch.nn.Module):
-    """`forward` is the main model's; `pair(x_t, t, cond)` gives (main, guide) conditional predictions."""
+    """`forward` is the main model's; `pair(x_t, t, cond)` gives (main conditional prediction, reference)."""
 
-    def __init__(self, model, guide):
+    def __init__(self, model, guide, cfg_share: float = 0.0):
         super().__init__()
-        self.model, self.guide = model, guide
+        self.model, self.guide, self.cfg_share = model, guide, float(cfg_share)
 
     def forward(self, x_t, t, cond=None, *args, **kwargs):
         return self.model(x_t, t, cond, *args, **kwargs)
 
     @torch.no_grad()
     def pair(self, x_t, t, cond) -> tuple:
-        return self.model(x_t, t, cond), self.guide(x_t, t, cond)
+        beta, guide = self.cfg_share, self.guide(x_t, t, cond)
+        if not beta:
+            return self.model(x_t, t, cond), guide
+        both = torch.cat([cond, self.model.null_condition(cond)])
+        pred_cond, pred_uncond = self.model(torch.cat([x_t, x_t]), torch.cat([t, t]), both).chunk(2)
+        return pred_cond, (1 - beta) * guide + beta * pred_uncond
 
     def __getattr__(self, name):  # config, sample_shape, null_condition, ...: the main model's
         try:

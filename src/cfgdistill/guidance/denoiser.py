@@ -57,7 +57,7 @@ def guided(model, s, rule: str = "cfg", negative=None, steps: int | None = None,
         return student_denoiser(model, s, negative)
     if guide is not None and negative is not None:
         raise UserError("autoguidance guides by a weaker model, not by a negative prompt: leave out the negative")
-    model = GuidedPair(model, guide) if guide is not None else model
+    model = GuidedPair(model, guide, options.get("cfg_share", 0.0)) if guide is not None else model
     combine, state = get_rule(rule), {"step": 0}
     conditional_at = getattr(combine, "conditional_at", None)  # where the rule needs the conditional pass alone
     exact = getattr(combine, "exact_at", {}).get(float(s)) if not torch.is_tensor(s) else None

@@ -93,8 +93,9 @@ def apg(pred_cond, pred_uncond, s, *, eta=1.0, norm_threshold=15.0, momentum=0.0
 
 def autoguidance(pred_cond, pred_guide, s, **context):
     """Autoguidance (Karras et al. 2024): guide + s·(cond − guide), the guide a weaker model's conditional
-    prediction, which `guided` passes in the unconditional one's place. Written here: diffusers' AutoGuidance
-    builds its weak model by skipping layers of the same network; the paper, and this rule, take another model."""
+    prediction, which `guided` passes in the unconditional one's place (with the option `cfg_share`, its mix with
+    the unconditional prediction: see autoguide.py). Written here: diffusers' AutoGuidance builds its weak model
+    by skipping layers of the same network; the paper, and this rule, take another model."""
     return pred_guide + per_sample(s, pred_cond) * (pred_cond - pred_guide)
 
 
@@ -116,7 +117,7 @@ def _whole(value):
 
 OPTIONS = {  # rule -> option -> (default, problem(value) -> message or None)
     "cfg": {},
-    "autoguidance": {},
+    "autoguidance": {"cfg_share": (0.0, _interval(0, 1))},
     "rescale": {"phi": (0.7, _interval(0, 1))},
     "interval": {"start": (0.0, _interval(0, 1)), "stop": (1.0, _interval(0, 1))},
     "cfg-zero-star": {"zero_init_steps": (1, _whole)},
