@@ -80,27 +80,27 @@ fewstep-fashion: install data
 	$(MAKE) fewstep FEWSTEP_MODELS=runs/fashion-flow FEWSTEP_NAME=fewstep-fashion-flow
 
 # Guiders on the Fashion-MNIST flow preset (`make fashion OBJECTIVE=flow` first if missing): a weak guide teacher
-# (500 steps), fp32 students of APG, interval guidance, autoguidance and of negatives, each judged by `evaluate`
+# (500 steps), fp32 students of APG, interval guidance, autoguidance (half its weight on CFG: three teacher passes)
+# and of negatives, on s in [1, 6] with a quarter of the rows anchored at s = 1, each judged by `evaluate`
 # at 500 samples per s, then the teacher under every guider (the Pareto plot).
 GUIDER_RUNS ?= runs/fashion-guiders
 GUIDER_TEACHER ?= runs/fashion-flow/teacher
 GUIDER_DISTILL = $(PYTHON) -m cfgdistill distill --preset fashion-cpu --teacher $(GUIDER_TEACHER) --overwrite --quiet \
-    --mixed-precision no
+    --mixed-precision no --guidance-min 1 --s-one-share 0.25
 GUIDER_EVAL = $(PYTHON) -m cfgdistill evaluate --teacher $(GUIDER_TEACHER) --steps 20 --n 500 --overwrite --quiet
 guiders-fashion: install data
 	[ -f $(GUIDER_TEACHER)/cfgdistill.json ] || $(MAKE) fashion OBJECTIVE=flow
 	$(PYTHON) -m cfgdistill train --preset fashion-cpu --objective flow --steps 500 --out $(GUIDER_RUNS)/guide \
 	    --overwrite --quiet
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/apg --guider apg --guider-option eta=0
-	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/autoguidance --guider autoguidance --guide-model $(GUIDER_RUNS)/guide
+	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/autoguidance --guider autoguidance --guide-model $(GUIDER_RUNS)/guide \
+	    --guider-option cfg_share=0.5
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/interval --guider interval --guider-option start=0.15 \
 	    --guider-option stop=0.8
-	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/negatives --negatives 0.5
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/negatives-q --negatives 0.25 --steps 1600
 	for g in apg interval autoguidance; do \
 	    $(GUIDER_EVAL) --student $(GUIDER_RUNS)/$$g --out docs/results/fashion-guiders/$$g --guidance 2,3,5; done
-	for g in negatives negatives-q; do \
-	    $(GUIDER_EVAL) --student $(GUIDER_RUNS)/$$g --out docs/results/fashion-$$g --guidance 1,2,3,5; done
+	$(GUIDER_EVAL) --student $(GUIDER_RUNS)/negatives-q --out docs/results/fashion-negatives-q --guidance 1,2,3,5
 	$(PYTHON) benchmarks/guiders.py --teacher $(GUIDER_TEACHER) --guide-model $(GUIDER_RUNS)/guide \
 	    --out docs/results/guiders-fashion-flow --n 500 --steps 20 --guidance 1,2,3,5
 

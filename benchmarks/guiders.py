@@ -4,8 +4,9 @@
         [--guide-model PATH] [--n 300] [--steps 20] [--guidance 1,2,3,5]
 
 Every guider draws from the same seeds and labels (text models: each class's first prompt). Each point also
-has `evaluate`'s saturation: the share of pixels within 2% of the range's ends. Autoguidance
-runs when `--guide-model` names a weaker teacher.
+has `evaluate`'s saturation: the share of pixels within 2% of the range's ends. Autoguidance (alone, and with
+half its weight on CFG's direction) runs when `--guide-model` names a weaker teacher. Curves already in OUT's
+report.json for the same teacher, guide, n, steps and s are kept rather than drawn again.
 """
 
 import argparse
@@ -34,11 +35,34 @@ GUIDERS = {  # label -> (rule, options): the papers' suggestions where they carr
 }
 
 
-def curves(teacher, guide, judge, labels, args) -> dict:
+AUTOGUIDERS = {
+    "autoguidance": ("autoguidance", {}),
+    "autoguidance, cfg_share 0.5": ("autoguidance", {"cfg_share": 0.5}),
+}
+
+
+def kept(path: Path, args) -> dict:
+    """The curves of an earlier report.json at `path` drawn under the same settings."""
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    same = [old.get(k) for k in ("teacher", "guide_model", "n", "steps")] == [
+        args.teacher,
+        args.guide_model,
+        args.n,
+        args.steps,
+    ]
+    return {k: v for k, v in old["guiders"].items() if same and [r["s"] for r in v] == args.guidance}
+
+
+def curves(teacher, guide, judge, labels, args, done: dict) -> dict:
     cond = teacher.conditioning.encode(labels=labels)
-    guiders = GUIDERS | ({"autoguidance": ("autoguidance", {})} if guide else {})
+    guiders = GUIDERS | (AUTOGUIDERS if guide else {})
     out, conditional = {}, None  # every rule but cfg-zero-star is the conditional model at s = 1: drawn once
     for label, (name, options) in guiders.items():
+        if label in done:
+            out[label] = done[label]
+            continue
         options = rule_options(name, options) | ({"guide": guide.model} if name == "autoguidance" else {})
         out[label] = []
         for s in args.guidance:
@@ -84,14 +108,15 @@ def main():
         data.name, tuple(data.image_shape), teacher.num_classes, EvaluateConfig(n=args.n, quiet=True)
     )
     labels = torch.arange(teacher.num_classes).repeat(n // teacher.num_classes + 1)[:n]
-    results = curves(teacher, guide, judge, labels, args)
-    floor = judge.fd(floor_set)
     out = Path(args.out)
+    done = kept(out / "report.json", args)
+    results = curves(teacher, guide, judge, labels, args, done)
+    floor = judge.fd(floor_set)
     out.mkdir(parents=True, exist_ok=True)
     plot(results, floor, out / "fd_vs_accuracy_by_guider.png")
     report = {"teacher": args.teacher, "guide_model": args.guide_model, "n": n, "steps": args.steps}
-    report |= {"options": GUIDERS, "fd_noise_floor": floor}
-    report |= {"guiders": results, "machine": machine_record()}
+    report |= {"options": GUIDERS | (AUTOGUIDERS if guide else {}), "fd_noise_floor": floor}
+    report |= {"guiders": results, "machine": machine_record(), "kept_from_the_earlier_report": list(done)}
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
 
 
