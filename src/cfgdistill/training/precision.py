@@ -14,6 +14,7 @@ import os
 import platform
 import statistics
 import time
+import warnings
 
 import torch
 
@@ -106,12 +107,15 @@ def time_steps(model, objective, batch: tuple) -> dict:
     model.train()
     for precision in ["no", "bf16"] * (PROBE_STEPS + 1):
         started = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            loss = objective.loss(model, rows)
+        with warnings.catch_warnings():  # torch's notes on bf16 kernels it cannot fuse: the timing decides
+            warnings.simplefilter("ignore")
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                loss = objective.loss(model, rows)
+            if torch.isfinite(loss):
+                loss.backward()
         if not torch.isfinite(loss):
             objective.load_state_dict(saved)
             return None
-        loss.backward()
         times[precision].append(time.perf_counter() - started)
     model.zero_grad(set_to_none=True)
     objective.load_state_dict(saved)
