@@ -137,3 +137,6 @@ distill-cost-fashion: install data
 	[ -f runs/fashion-flow/teacher/cfgdistill.json ] || $(MAKE) fashion OBJECTIVE=flow
 	$(PYTHON) benchmarks/distill_cost.py --teacher runs/fashion-flow/teacher --preset fashion-cpu --steps 400,1600 \
 	    --guidance 1,2,3,5 --n 500 --sample-steps 20 --teacher-seconds 1325 --out $(COST_OUT)/fashion_default.json
+	$(PYTHON) benchmarks/distill_cost.py --teacher runs/fashion-flow/teacher --preset fashion-cpu --steps 600 \
+	    --set guidance_min=1 --set s_one_share=0.25 --guidance 1,2,3,5 --n 500 --sample-steps 20 \
+	    --teacher-seconds 1325 --out $(COST_OUT)/fashion_s_one.json
