@@ -96,7 +96,7 @@ guiders-fashion: install data
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/autoguidance --guider autoguidance --guide-model $(GUIDER_RUNS)/guide \
 	    --guider-option cfg_share=0.5
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/interval --guider interval --guider-option start=0.15 \
-	    --guider-option stop=0.8
+	    --guider-option stop=0.8 --steps 1600
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/negatives-q --negatives 0.25 --steps 1600
 	for g in apg interval autoguidance; do \
 	    $(GUIDER_EVAL) --student $(GUIDER_RUNS)/$$g --out docs/results/fashion-guiders/$$g --guidance 2,3,5; done
