@@ -80,7 +80,8 @@ fewstep-fashion: install data
 	$(MAKE) fewstep FEWSTEP_MODELS=runs/fashion-flow FEWSTEP_NAME=fewstep-fashion-flow
 
 # Guiders on the Fashion-MNIST flow preset (`make fashion OBJECTIVE=flow` first if missing): a weak guide teacher
-# (500 steps), fp32 students of APG, interval guidance, autoguidance (half its weight on CFG: three teacher passes)
+# (500 steps), fp32 students of APG, interval guidance, autoguidance (half its weight on CFG: three teacher passes;
+# these two 1600 steps)
 # and of negatives, on s in [1, 6] with a quarter of the rows anchored at s = 1, each judged by `evaluate`
 # at 500 samples per s, then the teacher under every guider (the Pareto plot).
 GUIDER_RUNS ?= runs/fashion-guiders
@@ -94,7 +95,7 @@ guiders-fashion: install data
 	    --overwrite --quiet
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/apg --guider apg --guider-option eta=0
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/autoguidance --guider autoguidance --guide-model $(GUIDER_RUNS)/guide \
-	    --guider-option cfg_share=0.5
+	    --guider-option cfg_share=0.5 --steps 1600
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/interval --guider interval --guider-option start=0.15 \
 	    --guider-option stop=0.8 --steps 1600
 	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/negatives-q --negatives 0.25 --steps 1600
