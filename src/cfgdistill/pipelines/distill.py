@@ -63,8 +63,8 @@ def distill(
         teacher_model = teacher.model.eval().requires_grad_(False)
         torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
         student = make_student(teacher_model, (config.guidance_min, config.guidance_max), config.negatives > 0)
-        pair = GuidedPair(teacher_model, guide.model.eval().requires_grad_(False), **rule.keywords) if guide else None
-        pair = pair or teacher_model
+        guide_model = guide.model.eval().requires_grad_(False) if guide else None
+        pair = GuidedPair(teacher_model, guide_model, **rule.keywords) if guide else teacher_model
         objective = GuidanceDistillation(pair, teacher.process, teacher.conditioning, config, rule, dataset)
         identity = run_identity(teacher_model, guide, dataset, config)
         until, preview = gate_check(teacher, config, rule, guide), class_preview(teacher.process, teacher.conditioning)

@@ -111,9 +111,10 @@ def time_steps(model, objective, batch: tuple) -> dict:
             warnings.simplefilter("ignore")
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 loss = objective.loss(model, rows)
-            if torch.isfinite(loss):
+            finite = bool(torch.isfinite(loss))
+            if finite:
                 loss.backward()
-        if not torch.isfinite(loss):
+        if not finite:
             objective.load_state_dict(saved)
             return None
         times[precision].append(time.perf_counter() - started)
