@@ -82,6 +82,38 @@ def test_each_row_is_trained_on_true_cfg_against_its_own_negative(objective_part
     assert "negative" not in rows  # without --negatives, the rows (and their random draws) are as before
 
 
+def test_composed_negatives_name_the_image_class_or_another_and_negate_the_other(objective_parts):
+    """With --composed-negatives 1, every non-null negative row's positive is "A or B" (A its class) and its
+    negative one of B's prompts: the row's target keeps A and removes B, which the positive also covers."""
+    teacher, conditioning = objective_parts
+    config = DistillConfig(negatives=0.5, composed_negatives=1.0, p_uncond=0.0).validate()
+    labels = torch.randint(0, 10, (64,), generator=g)
+    rows = GuidanceDistillation(teacher, VP.create("epsilon"), conditioning, config, cfg).draw(
+        torch.randn(64, 1, 8, 8, generator=g), labels, g
+    )
+    names, (table, _, _, offsets) = conditioning.class_names, conditioning.table
+
+    def class_of(embedding):  # the class whose training prompts include this embedding
+        hit = torch.isclose(table, embedding).all(1).nonzero().flatten().item()
+        return int((offsets <= hit).sum()) - 1
+
+    words = {
+        c: [p for p in conditioning.train_prompts[c] if f"a photo of {p}" in conditioning.train_prompts[c]]
+        for c in names
+    }
+    composed = (rows["negative"] != conditioning.null).any(1)
+    assert 0.3 < composed.float().mean() < 0.7
+    for i in range(64):
+        if not composed[i]:  # a null negative: the positive is one of its own class's training prompts
+            assert class_of(rows["cond"][i]) == labels[i]
+            continue
+        other = class_of(rows["negative"][i])
+        assert other != labels[i]
+        a, b = words[names[labels[i]]], words[names[other]]
+        either = [f"{x} or {y}" for x in a for y in b] + [f"{y} or {x}" for x in a for y in b]
+        assert torch.isclose(conditioning.encode(prompts=either), rows["cond"][i]).all(1).any()
+
+
 @pytest.fixture(scope="module")
 def negative_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("negatives")

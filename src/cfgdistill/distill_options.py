@@ -26,6 +26,12 @@ class DistillConfig(LoopConfig):
         "student a negative input (sample --negative-prompt in one pass)",
         FRACTION,
     )
+    composed_negatives: float = setting(
+        0.0,
+        "share of the negative rows whose positive names the image's class and another (\"a sandal or a sneaker\") "
+        "and whose negative is that other class; text prompts only",
+        FRACTION,
+    )
     guidance_min: float = setting(1.0, "smallest s drawn in training", FINITE)
     guidance_max: float = setting(6.0, "largest s drawn in training", FINITE)
     trajectory_fraction: float = setting(
@@ -63,6 +69,8 @@ class DistillConfig(LoopConfig):
     )
 
     def check(self):
+        if self.composed_negatives and not self.negatives:
+            raise UserError("--composed-negatives is a share of the negative rows: give --negatives P as well")
         if self.guidance_min > self.guidance_max:
             raise UserError(f"guidance-min ({self.guidance_min}) must not exceed guidance-max ({self.guidance_max})")
         if self.s_one_share and not self.guidance_min <= 1 <= self.guidance_max:

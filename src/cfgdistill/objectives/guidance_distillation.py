@@ -51,7 +51,7 @@ class GuidanceDistillation(Objective):
         unknown = torch.full_like(x_t, float("nan"))
         rows = {"x_t": x_t, "t": t, "cond": cond, "s": s, "pred_cond": unknown, "pred_uncond": unknown}
         if self.config.negatives:  # the rule's second branch: the null condition, or another class's
-            rows["negative"] = draw_negatives(self.conditioning, len(x_t), self.config.negatives, generator)
+            rows["cond"], rows["negative"] = draw_negatives(self.conditioning, self.config, labels, cond, generator)
         n = round(self.config.trajectory_fraction * x_0.shape[0])
         if n > 0:
             paths, keep = self.trajectories.draw(n, x_0.shape[1:], generator), x_0.shape[0] - n

@@ -7,10 +7,21 @@ from ..guidance import on_path, predict_pair
 POOL = 1024  # the newest finished teacher samples kept, for rows of noised teacher samples
 
 
-def draw_negatives(conditioning, n: int, share: float, generator: torch.Generator) -> torch.Tensor:
-    """n negative conditions: a random class's prompt (or label) with probability `share`, else the null one."""
-    labels = torch.randint(0, conditioning.num_classes, (n,), generator=generator)
-    return conditioning.draw(labels, generator, 1 - share)
+def draw_negatives(conditioning, config, labels: torch.Tensor, cond: torch.Tensor, generator) -> tuple:
+    """(cond, negative) for rows of `labels`: the negative is a random class's prompt (or label) with probability
+    `config.negatives`, else the null one. With `composed_negatives`, that share of the non-null negatives
+    becomes the other half of an "A or B" positive (A the row's class, B another): the negative then names part
+    of what the positive covers, as "a sneaker" does of "a shoe"."""
+    n, k = len(labels), conditioning.num_classes
+    negative = conditioning.draw(torch.randint(0, k, (n,), generator=generator), generator, 1 - config.negatives)
+    if not config.composed_negatives:
+        return cond, negative
+    others = (labels + torch.randint(1, k, (n,), generator=generator)) % k
+    real = (negative != conditioning.null).flatten(1).any(1)
+    pick = real & (torch.rand(n, generator=generator) < config.composed_negatives)
+    either, named = conditioning.draw_either(labels, others, generator), conditioning.draw(others, generator, 0.0)
+    pick = pick.view(-1, *[1] * (cond.ndim - 1))
+    return torch.where(pick, either, cond), torch.where(pick, named, negative)
 
 
 class TeacherTrajectories:
@@ -39,7 +50,9 @@ class TeacherTrajectories:
             "s": s_min + (s_max - s_min) * torch.rand(n, generator=generator),
         }
         if self.config.negatives:
-            paths["negative"] = draw_negatives(self.conditioning, n, self.config.negatives, generator)
+            paths["cond"], paths["negative"] = draw_negatives(
+                self.conditioning, self.config, labels, paths["cond"], generator
+            )
         if getattr(self.rule, "keywords", {}).get("momentum"):  # APG's running sum, one per path
             paths["momentum"] = torch.zeros_like(paths["x_t"])
         return paths

@@ -146,6 +146,8 @@ def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions, r
         )
     if config.negatives and not isinstance(teacher.model, Denoiser):
         raise UserError("--negatives needs a UNet teacher (--arch unet); the Flux transformer has no negative input")
+    if config.composed_negatives and teacher.conditioning.kind != "text":
+        raise UserError("--composed-negatives joins two classes' prompts: it needs a text-conditioned teacher")
     if config.negatives and config.guider == "autoguidance":
         raise UserError("autoguidance guides by a weaker model, not by a negative condition: leave out --negatives")
     if config.trajectory_steps > teacher.process.num_train_timesteps:
