@@ -36,6 +36,8 @@ def test_a_new_negative_student_is_the_plain_student_and_no_negative_adds_nothin
         alone = student(X, T, POS, s=3.0)
         assert torch.equal(alone, student(X, T, POS, s=3.0, negative=student.null_text.expand(4, -1)))
         assert not torch.allclose(alone, student(X, T, POS, s=3.0, negative=NEG), atol=1e-3)
+        # at s = 1 every rule's target ignores the negative, and the input, scaled by s − 1, adds nothing
+        assert torch.equal(student(X, T, POS, s=1.0), student(X, T, POS, s=1.0, negative=NEG))
 
 
 def test_a_class_student_negates_a_class_and_its_null_row_adds_nothing():

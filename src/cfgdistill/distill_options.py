@@ -28,7 +28,7 @@ class DistillConfig(LoopConfig):
     )
     composed_negatives: float = setting(
         0.0,
-        "share of the negative rows whose positive names the image's class and another (\"a sandal or a sneaker\") "
+        'share of the negative rows whose positive names the image\'s class and another ("a sandal or a sneaker") '
         "and whose negative is that other class; text prompts only",
         FRACTION,
     )

@@ -114,6 +114,7 @@ NETWORK = {
     "text_dim": (optional(positive), "null or a whole number > 0"),
     "scale_shift": (flag, "true or false"),
     "negative_embedding": (flag, "true or false"),
+    "negative_times_guidance": (flag, "true or false"),
 }
 
 
@@ -253,7 +254,7 @@ def check_network(folder: Path, meta) -> dict:
 
 
 def check_unet(where: Path, config: dict):
-    check(where, config, NETWORK, optional_fields=("negative_embedding",))
+    check(where, config, NETWORK, optional_fields=("negative_embedding", "negative_times_guidance"))
     levels = len(config["block_out_channels"])
     if config["sample_size"] % 2 ** (levels - 1):
         raise UserError(

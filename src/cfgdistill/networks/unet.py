@@ -52,6 +52,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         text_dim: int | None = None,
         scale_shift: bool = False,
         negative_embedding: bool = False,
+        negative_times_guidance: bool = False,
     ):
         super().__init__()
         levels = len(block_out_channels)
@@ -82,7 +83,9 @@ class Denoiser(ModelMixin, ConfigMixin):
     def negative_input(self, dim: int) -> nn.Module:
         """The negative condition's own input, zero for the null condition (a text negative enters as its
         offset from the empty prompt, a class through an embedding whose null row is fixed at zero), and
-        zero-initialised, so a new student is its teacher and "no negative" stays the plain student."""
+        zero-initialised, so a new student is its teacher and "no negative" stays the plain student. With
+        `negative_times_guidance` (every new student) it is multiplied by s − 1: at s = 1 every rule returns
+        the conditional prediction whatever the negative, and the guidance term grows with s − 1."""
         c = self.config
         if c.text_dim:
             layer = nn.Linear(c.text_dim, dim, bias=False)
@@ -120,7 +123,7 @@ class Denoiser(ModelMixin, ConfigMixin):
         input); all other weights are the same."""
         config = {k: v for k, v in self.config.items() if not k.startswith("_")}
         config.update(guidance_embedding=True, guidance_range=tuple(float(v) for v in guidance_range))
-        student = Denoiser(**config | {"negative_embedding": bool(negatives)})
+        student = Denoiser(**config | dict.fromkeys(("negative_embedding", "negative_times_guidance"), bool(negatives)))
         missing, unexpected = student.load_state_dict(self.state_dict(), strict=False)
         fresh = [k for k in missing if not k.startswith(("guidance_in.", "negative_in."))]
         if fresh or unexpected:
@@ -140,6 +143,7 @@ class Denoiser(ModelMixin, ConfigMixin):
             if self.negative_in is None:
                 raise ValueError("this network has no negative input")
             offset = (negative - self.null_text).to(x_t.dtype) if self.config.text_dim else negative
-            vec = vec + self.negative_in(offset)
+            gain = (s - 1).to(vec.dtype)[:, None] if self.config.negative_times_guidance else 1
+            vec = vec + self.negative_in(offset) * gain
         t = torch.as_tensor(t, device=x_t.device)
         return self.unet(x_t, t, class_labels=vec).sample
