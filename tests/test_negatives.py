@@ -51,6 +51,25 @@ def test_a_class_student_negates_a_class_and_its_null_row_adds_nothing():
         assert not torch.allclose(student(X, T, labels, s=2.0), student(X, T, labels, s=2.0, negative=labels.flip(0)))
 
 
+@pytest.mark.parametrize("text", [True, False], ids=["text", "class"])
+def test_a_joint_negative_input_sees_the_positive_and_adds_nothing_for_the_null_negative(text):
+    teacher = tiny_denoiser(text_dim=TEXT_DIM) if text else tiny_denoiser()
+    student = teacher.with_guidance((1.0, 6.0), negatives=True, joint=True)
+    pos, neg = (POS, NEG) if text else (torch.tensor([1, 2, 3, 4]), torch.tensor([5, 6, 7, 8]))
+    null = student.null_condition(pos)
+    with torch.no_grad():
+        assert torch.equal(student(X, T, pos, s=3.0, negative=neg), student(X, T, pos, s=3.0))  # zero-initialised
+        student.negative_in.mlp.linear_2.weight.normal_()
+        alone = student(X, T, pos, s=3.0)
+        assert torch.equal(alone, student(X, T, pos, s=3.0, negative=null))
+        assert not torch.allclose(alone, student(X, T, pos, s=3.0, negative=neg), atol=1e-3)
+        assert torch.equal(student(X, T, pos, s=1.0), student(X, T, pos, s=1.0, negative=neg))
+        # unlike an additive input, what the negative adds depends on the positive it is paired with
+        offset = lambda p: student.negative_offset(p, neg, X.dtype)
+        other = pos.flip(0)
+        assert not torch.allclose(offset(pos) - offset(other), torch.zeros(()), atol=1e-4)
+
+
 @pytest.fixture(scope="module")
 def objective_parts():
     teacher = tiny_denoiser(text_dim=TEXT_DIM)

@@ -7,6 +7,8 @@ from .loop_options import LoopConfig
 from .settings import COUNT, FINITE, FRACTION, POSITIVE, POSITIVE_NUMBER, at_most, setting
 
 LOSS_SPACES = ("prediction", "eps", "guidance")
+GATES = ("none", "w")
+NEGATIVE_INPUTS = ("additive", "joint")
 
 
 @dataclass
@@ -31,6 +33,12 @@ class DistillConfig(LoopConfig):
         'share of the negative rows whose positive names the image\'s class and another ("a sandal or a sneaker") '
         "and whose negative is that other class; text prompts only",
         FRACTION,
+    )
+    negative_input: str = setting(
+        "additive",
+        "additive: an embedding of the negative alone; joint: an MLP of positive and negative together "
+        "(networks/unet.py, JointNegative)",
+        choices=NEGATIVE_INPUTS,
     )
     guidance_min: float = setting(1.0, "smallest s drawn in training", FINITE)
     guidance_max: float = setting(6.0, "largest s drawn in training", FINITE)
@@ -61,6 +69,12 @@ class DistillConfig(LoopConfig):
         "range; one teacher pass serves them all",
         at_most(256),
     )
+    guidance_gate: str = setting(
+        "none",
+        "w: the student's embedding of s is multiplied by w = s − 1, so at s = 1 only the copied weights act "
+        "(our UNet only)",
+        choices=GATES,
+    )
     loss_space: str = setting(
         "prediction",
         "match the teacher in the model's own output (v or eps), in the eps it "
@@ -71,6 +85,8 @@ class DistillConfig(LoopConfig):
     def check(self):
         if self.composed_negatives and not self.negatives:
             raise UserError("--composed-negatives is a share of the negative rows: give --negatives P as well")
+        if self.negative_input != "additive" and not self.negatives:
+            raise UserError("--negative-input shapes the negative input: give --negatives P as well")
         if self.guidance_min > self.guidance_max:
             raise UserError(f"guidance-min ({self.guidance_min}) must not exceed guidance-max ({self.guidance_max})")
         if self.s_one_share and not self.guidance_min <= 1 <= self.guidance_max:

@@ -115,6 +115,8 @@ NETWORK = {
     "scale_shift": (flag, "true or false"),
     "negative_embedding": (flag, "true or false"),
     "negative_times_guidance": (flag, "true or false"),
+    "guidance_times_w": (flag, "true or false"),
+    "negative_joint": (flag, "true or false"),
 }
 
 
@@ -253,8 +255,12 @@ def check_network(folder: Path, meta) -> dict:
     return config
 
 
+# fields later versions added: a folder without them is a student of the version before
+OPTIONAL_UNET = ("negative_embedding", "negative_times_guidance", "guidance_times_w", "negative_joint")
+
+
 def check_unet(where: Path, config: dict):
-    check(where, config, NETWORK, optional_fields=("negative_embedding", "negative_times_guidance"))
+    check(where, config, NETWORK, optional_fields=OPTIONAL_UNET)
     levels = len(config["block_out_channels"])
     if config["sample_size"] % 2 ** (levels - 1):
         raise UserError(

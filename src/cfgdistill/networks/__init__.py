@@ -35,10 +35,13 @@ def device_of(model, default="cpu") -> torch.device:
     return weight.device if weight is not None else torch.device(default)
 
 
-def make_student(teacher, guidance_range: tuple, negatives: bool = False):
-    """The teacher's network with a zero-initialised guidance input (and, with `negatives`, a negative input);
-    all its other weights are the teacher's."""
-    return teacher.with_guidance(guidance_range, negatives)
+def make_student(teacher, guidance_range: tuple, negatives: str | None = None, gate: str = "none"):
+    """The teacher's network with a zero-initialised guidance input (and, with `negatives` "additive" or
+    "joint", a negative input; with `gate` "w", the guidance input times s − 1); all its other weights are the
+    teacher's."""
+    if negatives is None:
+        return teacher.with_guidance(guidance_range, False, gate)
+    return teacher.with_guidance(guidance_range, True, gate, joint=negatives == "joint")
 
 
 def takes_negative(model) -> bool:

@@ -62,7 +62,9 @@ def distill(
         check_classes(dataset.class_names, teacher.class_names)
         teacher_model = teacher.model.eval().requires_grad_(False)
         torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
-        student = make_student(teacher_model, (config.guidance_min, config.guidance_max), config.negatives > 0)
+        scales = (config.guidance_min, config.guidance_max)
+        negatives = config.negative_input if config.negatives else None
+        student = make_student(teacher_model, scales, negatives, config.guidance_gate)
         guide_model = guide.model.eval().requires_grad_(False) if guide else None
         pair = GuidedPair(teacher_model, guide_model, **rule.keywords) if guide else teacher_model
         objective = GuidanceDistillation(pair, teacher.process, teacher.conditioning, config, rule, dataset)
@@ -78,9 +80,12 @@ def distill(
 
 
 def check_pipeline_config(config: DistillConfig):
-    """What a diffusers pipeline's student cannot do: a negative input of its own, a classifier's gate check."""
+    """What a diffusers pipeline's student cannot do: a negative input or guidance gate of its own, a classifier's
+    gate check."""
     if config.negatives:
         raise UserError("--negatives trains our UNet's negative input; a diffusers pipeline's network has none")
+    if config.guidance_gate != "none":
+        raise UserError("--guidance-gate is our UNet's; a pipeline's student must run in the stock pipeline")
     if config.stop_when_matched:
         raise UserError("--stop-when-matched judges by a dataset's classifier; a pipeline's prompts have none")
 
@@ -146,6 +151,8 @@ def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions, r
         )
     if config.negatives and not isinstance(teacher.model, Denoiser):
         raise UserError("--negatives needs a UNet teacher (--arch unet); the Flux transformer has no negative input")
+    if config.guidance_gate != "none" and not isinstance(teacher.model, Denoiser):
+        raise UserError("--guidance-gate needs a UNet teacher (--arch unet); the stock Flux guidance embedder has none")
     if config.composed_negatives and teacher.conditioning.kind != "text":
         raise UserError("--composed-negatives joins two classes' prompts: it needs a text-conditioned teacher")
     if config.negatives and config.guider == "autoguidance":
