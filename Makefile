@@ -130,7 +130,15 @@ distill-cost: install
 	$(COST) --teacher-seconds $$T --steps 200 --set loss_space=guidance --set s_one_share=0.5 \
 	    --out $(COST_OUT)/digits_guidance_s_one_half.json && \
 	$(COST) --teacher-seconds $$T --steps 400,600 --set loss_space=guidance --set s_one_share=0.25 \
-	    --set stop_when_matched=50 --out $(COST_OUT)/digits_guidance_s_one_stop.json
+	    --set stop_when_matched=50 --out $(COST_OUT)/digits_guidance_s_one_stop.json && \
+	$(COST) --teacher-seconds $$T --steps 50,100 --set guidance_gate=w --set lr=3e-4 --set new_lr_scale=10 \
+	    --out $(COST_OUT)/digits_gate_lr3e-4_new_lr_x10.json && \
+	$(COST) --teacher-seconds $$T --steps 50,100 --set guidance_gate=w --set lr=1e-6 --set new_lr_scale=1000 \
+	    --out $(COST_OUT)/digits_gate_frozen.json && \
+	$(COST) --teacher-seconds $$T --steps 50,100 --set guidance_gate=w --set loss_space=guidance \
+	    --set s_one_share=0.25 --out $(COST_OUT)/digits_gate_guidance_s_one.json && \
+	$(COST) --teacher-seconds $$T --steps 50,100 --set guidance_gate=w --set lr=3e-4 --set new_lr_scale=10 \
+	    --set s_one_share=0.25 --out $(COST_OUT)/digits_gate_lr3e-4_new_lr_x10_s_one.json
 
 # The same on Fashion-MNIST's flow UNet teacher (`make fashion OBJECTIVE=flow`); the teacher's time (1,325 s) is
 # read from its TensorBoard log rather than spent again.
