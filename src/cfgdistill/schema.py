@@ -255,12 +255,9 @@ def check_network(folder: Path, meta) -> dict:
     return config
 
 
-# fields later versions added: a folder without them is a student of the version before
-OPTIONAL_UNET = ("negative_embedding", "negative_times_guidance", "guidance_times_w", "negative_joint")
-
-
 def check_unet(where: Path, config: dict):
-    check(where, config, NETWORK, optional_fields=OPTIONAL_UNET)
+    late = ("negative_embedding", "negative_times_guidance", "guidance_times_w", "negative_joint")  # added later
+    check(where, config, NETWORK, optional_fields=late)
     levels = len(config["block_out_channels"])
     if config["sample_size"] % 2 ** (levels - 1):
         raise UserError(
