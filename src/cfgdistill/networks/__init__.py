@@ -39,9 +39,7 @@ def make_student(teacher, guidance_range: tuple, negatives: str | None = None, g
     """The teacher's network with a zero-initialised guidance input (and, with `negatives` "additive" or
     "joint", a negative input; with `gate` "w", the guidance input times s − 1); all its other weights are the
     teacher's."""
-    if negatives is None:
-        return teacher.with_guidance(guidance_range, False, gate)
-    return teacher.with_guidance(guidance_range, True, gate, joint=negatives == "joint")
+    return teacher.with_guidance(guidance_range, negatives is not None, gate, joint=negatives == "joint")
 
 
 def takes_negative(model) -> bool:
