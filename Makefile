@@ -4,11 +4,11 @@ PYTHON ?= python3
 TORCH ?= torch==2.13.0
 OUT ?= demo-out
 # `make fashion ARCH=flux`: the Fashion-MNIST text path with rectified flow and diffusers' Flux transformer;
-# `make fashion OBJECTIVE=flow`: the UNet preset trained by rectified flow instead of VP.
+# `make fashion OBJECTIVE=flow`: the UNet trained by rectified flow instead of VP. Each runs its named recipe
+# (docs/recipes.md).
 ARCH ?= unet
 OBJECTIVE ?=
-PRESET_unet := fashion-cpu
-PRESET_flux := fashion-flux-cpu
+RECIPE ?= $(if $(filter flux,$(ARCH)),fashion-flux,$(if $(OBJECTIVE),fashion-$(OBJECTIVE),fashion))
 SUFFIX := $(if $(filter flux,$(ARCH)),-flux)$(if $(OBJECTIVE),-$(OBJECTIVE))
 RUNS ?= runs/fashion$(SUFFIX)
 RESULTS ?= docs/results/fashion$(SUFFIX)
@@ -41,64 +41,57 @@ bench: install
 
 # Text-conditioned Fashion-MNIST: train a teacher, distill it, evaluate both into docs/results/fashion(-flux).
 fashion: install data
-	$(PYTHON) -m cfgdistill train --preset $(PRESET_$(ARCH)) $(if $(OBJECTIVE),--objective $(OBJECTIVE)) \
-	    --out $(RUNS)/teacher --overwrite
-	$(PYTHON) -m cfgdistill distill --preset $(PRESET_$(ARCH)) --teacher $(RUNS)/teacher --out $(RUNS)/student --overwrite
+	$(PYTHON) -m cfgdistill train --recipe $(RECIPE) --out $(RUNS)/teacher --overwrite
+	$(PYTHON) -m cfgdistill distill --recipe $(RECIPE) --teacher $(RUNS)/teacher --out $(RUNS)/student --overwrite
 	$(PYTHON) -m cfgdistill evaluate --teacher $(RUNS)/teacher --student $(RUNS)/student --out $(RESULTS) \
 	    --guidance 1,2,3,5 --steps 20 --n 500 --overwrite
 
 # A latent text-to-image pipeline trained here in StableDiffusionPipeline's layout (VAE, UNet on MiniLM token
-# states), distilled from its prompts alone like any downloaded pipeline, then judged in the stock pipeline.
+# states), distilled from its prompts alone like any downloaded pipeline (the `pipeline` recipe), then judged in
+# the stock pipeline.
 PIPE_RUNS ?= runs/fashion-pipeline
-PIPE_DISTILL ?= --steps 1000 --batch-size 48 --lr 5e-4 --guidance-min 1 --guidance-max 6 --loss-space eps \
-    --trajectory-fraction 0.5
 fashion-pipeline: install data
 	$(PYTHON) benchmarks/fashion_pipeline.py build --out $(PIPE_RUNS) --quiet
 	$(PYTHON) -m cfgdistill distill --teacher $(PIPE_RUNS)/teacher --prompts $(PIPE_RUNS)/prompts.txt \
-	    --out $(PIPE_RUNS)/student --overwrite --quiet $(PIPE_DISTILL)
+	    --out $(PIPE_RUNS)/student --recipe pipeline --overwrite --quiet
 	$(PYTHON) -m cfgdistill evaluate --teacher $(PIPE_RUNS)/teacher --student $(PIPE_RUNS)/student \
 	    --out docs/results/fashion-pipeline --guidance 2,3,5 --steps 20 --n 500 --overwrite --quiet
 
 # Few-step students (stage 2): progressive rounds 64 -> 1 steps from the demo's student, judged against the teacher
 # at 64 steps into docs/results/fewstep (the demo's models are trained first if missing).
 # `make fewstep OBJECTIVE=flow`: the same from digits models trained by rectified flow, into fewstep-flow.
-FEWSTEP ?= --start-steps 64 --rounds 6 --steps-per-round 300 --lr 3e-4
+FEWSTEP_RECIPE ?= digits
 FEWSTEP_MODELS ?= $(if $(OBJECTIVE),runs/digits$(SUFFIX),$(OUT))
 FEWSTEP_NAME ?= fewstep$(SUFFIX)
 fewstep: install
 	[ -f $(FEWSTEP_MODELS)/student/cfgdistill.json ] || \
 	    $(PYTHON) -m cfgdistill demo --out $(FEWSTEP_MODELS) --overwrite $(if $(OBJECTIVE),--objective $(OBJECTIVE))
 	$(PYTHON) -m cfgdistill progressive --student $(FEWSTEP_MODELS)/student --out runs/$(FEWSTEP_NAME) \
-	    --overwrite --quiet $(FEWSTEP)
+	    --recipe $(FEWSTEP_RECIPE) --overwrite --quiet
 	$(PYTHON) benchmarks/fewstep.py --models $(FEWSTEP_MODELS) --fewstep runs/$(FEWSTEP_NAME) \
 	    --out docs/results/$(FEWSTEP_NAME)
 
-# The same from the Fashion-MNIST UNet preset trained by rectified flow (`make fashion OBJECTIVE=flow`, run first
-# if missing; the VP preset predicts eps, which progressive refuses), 500 samples per s.
+# The same from the fashion-flow recipe's models (`make fashion OBJECTIVE=flow`, run first
+# if missing; the VP recipe predicts eps, which progressive refuses), 500 samples per s.
 fewstep-fashion: install data
 	[ -f runs/fashion-flow/student/cfgdistill.json ] || $(MAKE) fashion OBJECTIVE=flow
-	$(MAKE) fewstep FEWSTEP_MODELS=runs/fashion-flow FEWSTEP_NAME=fewstep-fashion-flow
+	$(MAKE) fewstep FEWSTEP_MODELS=runs/fashion-flow FEWSTEP_NAME=fewstep-fashion-flow FEWSTEP_RECIPE=fashion-flow
 
-# Guiders on the Fashion-MNIST flow preset (`make fashion OBJECTIVE=flow` first if missing): a weak guide teacher
-# (500 steps), fp32 students of APG, interval guidance, autoguidance (half its weight on CFG: three teacher passes;
-# these two 1600 steps)
-# and of negatives, on s in [1, 6] with a quarter of the rows anchored at s = 1, each judged by `evaluate`
-# at 500 samples per s, then the teacher under every guider (the Pareto plot).
+# Guiders on the Fashion-MNIST flow teacher (`make fashion OBJECTIVE=flow` first if missing): a weak guide teacher
+# (500 steps), then the fp32 students of the guider recipes (docs/recipes.md), each judged by `evaluate` at 500
+# samples per s, then the teacher under every guider (the Pareto plot).
 GUIDER_RUNS ?= runs/fashion-guiders
 GUIDER_TEACHER ?= runs/fashion-flow/teacher
-GUIDER_DISTILL = $(PYTHON) -m cfgdistill distill --preset fashion-cpu --teacher $(GUIDER_TEACHER) --overwrite --quiet \
-    --mixed-precision no --guidance-min 1 --s-one-share 0.25
+GUIDER_DISTILL = $(PYTHON) -m cfgdistill distill --teacher $(GUIDER_TEACHER) --overwrite --quiet --set mixed_precision=no
 GUIDER_EVAL = $(PYTHON) -m cfgdistill evaluate --teacher $(GUIDER_TEACHER) --steps 20 --n 500 --overwrite --quiet
 guiders-fashion: install data
 	[ -f $(GUIDER_TEACHER)/cfgdistill.json ] || $(MAKE) fashion OBJECTIVE=flow
-	$(PYTHON) -m cfgdistill train --preset fashion-cpu --objective flow --steps 500 --out $(GUIDER_RUNS)/guide \
-	    --overwrite --quiet
-	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/apg --guider apg --guider-option eta=0
-	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/autoguidance --guider autoguidance --guide-model $(GUIDER_RUNS)/guide \
-	    --guider-option cfg_share=0.5 --steps 1600
-	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/interval --guider interval --guider-option start=0.15 \
-	    --guider-option stop=0.8 --steps 1600
-	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/negatives-q --negatives 0.25 --steps 1600
+	$(PYTHON) -m cfgdistill train --recipe fashion-flow --steps 500 --out $(GUIDER_RUNS)/guide --overwrite --quiet
+	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/apg --recipe fashion-flow-apg
+	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/autoguidance --recipe fashion-flow-autoguidance \
+	    --set guide_model=$(GUIDER_RUNS)/guide
+	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/interval --recipe fashion-flow-interval
+	$(GUIDER_DISTILL) --out $(GUIDER_RUNS)/negatives-q --recipe fashion-flow-negatives
 	for g in apg interval autoguidance; do \
 	    $(GUIDER_EVAL) --student $(GUIDER_RUNS)/$$g --out docs/results/fashion-guiders/$$g --guidance 2,3,5; done
 	$(GUIDER_EVAL) --student $(GUIDER_RUNS)/negatives-q --out docs/results/fashion-negatives-q --guidance 1,2,3,5
@@ -113,39 +106,22 @@ distill-cost: install
 	[ -f $(OUT)/student/cfgdistill.json ] || $(PYTHON) -m cfgdistill demo --out $(OUT) --overwrite
 	$(COST) --steps 200,400,600 --out $(COST_OUT)/digits_default.json
 	T=$$($(PYTHON) -c "import json; print(json.load(open('$(COST_OUT)/digits_default.json'))['teacher_seconds'])"); \
-	$(COST) --teacher-seconds $$T --steps 50,100,200,400 --set lr=1e-4 --set new_lr_scale=10 \
-	    --out $(COST_OUT)/digits_lr1e-4_new_lr_x10.json && \
-	$(COST) --teacher-seconds $$T --steps 50,100,200 --set lr=3e-4 --set new_lr_scale=10 \
-	    --out $(COST_OUT)/digits_lr3e-4_new_lr_x10.json && \
 	$(COST) --teacher-seconds $$T --steps 100,200,400 --set loss_space=guidance --out $(COST_OUT)/digits_guidance.json && \
-	$(COST) --teacher-seconds $$T --steps 100,200 --set loss_space=guidance --set s_draws=4 \
-	    --out $(COST_OUT)/digits_guidance_s_draws4.json && \
 	$(COST) --teacher-seconds $$T --steps 200,400 --set s_one_share=0.25 --out $(COST_OUT)/digits_s_one.json && \
 	$(COST) --teacher-seconds $$T --steps 100,200,400 --set loss_space=guidance --set s_one_share=0.25 \
 	    --out $(COST_OUT)/digits_guidance_s_one.json && \
-	$(COST) --teacher-seconds $$T --steps 300 --set loss_space=guidance --set s_one_share=0.25 \
-	    --out $(COST_OUT)/digits_guidance_s_one_300.json && \
+	$(COST) --teacher-seconds $$T --steps 300 --recipe digits --out $(COST_OUT)/digits_guidance_s_one_300.json && \
 	$(COST) --teacher-seconds $$T --steps 150,200 --set loss_space=guidance --set s_one_share=0.25 --set lr=2e-3 \
 	    --out $(COST_OUT)/digits_guidance_s_one_lr2e-3.json && \
 	$(COST) --teacher-seconds $$T --steps 200 --set loss_space=guidance --set s_one_share=0.5 \
-	    --out $(COST_OUT)/digits_guidance_s_one_half.json && \
-	$(COST) --teacher-seconds $$T --steps 400,600 --set loss_space=guidance --set s_one_share=0.25 \
-	    --set stop_when_matched=50 --out $(COST_OUT)/digits_guidance_s_one_stop.json && \
-	$(COST) --teacher-seconds $$T --steps 50,100 --set guidance_gate=w --set lr=3e-4 --set new_lr_scale=10 \
-	    --out $(COST_OUT)/digits_gate_lr3e-4_new_lr_x10.json && \
-	$(COST) --teacher-seconds $$T --steps 50,100 --set guidance_gate=w --set lr=1e-6 --set new_lr_scale=1000 \
-	    --out $(COST_OUT)/digits_gate_frozen.json && \
-	$(COST) --teacher-seconds $$T --steps 50,100 --set guidance_gate=w --set loss_space=guidance \
-	    --set s_one_share=0.25 --out $(COST_OUT)/digits_gate_guidance_s_one.json && \
-	$(COST) --teacher-seconds $$T --steps 50,100 --set guidance_gate=w --set lr=3e-4 --set new_lr_scale=10 \
-	    --set s_one_share=0.25 --out $(COST_OUT)/digits_gate_lr3e-4_new_lr_x10_s_one.json
+	    --out $(COST_OUT)/digits_guidance_s_one_half.json
 
 # The same on Fashion-MNIST's flow UNet teacher (`make fashion OBJECTIVE=flow`); the teacher's time (1,325 s) is
 # read from its TensorBoard log rather than spent again.
 distill-cost-fashion: install data
 	[ -f runs/fashion-flow/teacher/cfgdistill.json ] || $(MAKE) fashion OBJECTIVE=flow
-	$(PYTHON) benchmarks/distill_cost.py --teacher runs/fashion-flow/teacher --preset fashion-cpu --steps 400,1600 \
+	$(PYTHON) benchmarks/distill_cost.py --teacher runs/fashion-flow/teacher --recipe fashion --steps 400,1600 \
 	    --guidance 1,2,3,5 --n 500 --sample-steps 20 --teacher-seconds 1325 --out $(COST_OUT)/fashion_default.json
-	$(PYTHON) benchmarks/distill_cost.py --teacher runs/fashion-flow/teacher --preset fashion-cpu --steps 600 \
-	    --set guidance_min=1 --set s_one_share=0.25 --guidance 1,2,3,5 --n 500 --sample-steps 20 \
+	$(PYTHON) benchmarks/distill_cost.py --teacher runs/fashion-flow/teacher --recipe fashion-flow --steps 600 \
+	    --guidance 1,2,3,5 --n 500 --sample-steps 20 \
 	    --teacher-seconds 1325 --out $(COST_OUT)/fashion_s_one.json

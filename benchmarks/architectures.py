@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cfgdistill import RunOptions, TrainConfig, train_teacher
 from cfgdistill.data import load_dataset
-from cfgdistill.evaluation.machine import machine_record
+from cfgdistill.training.machine import machine_record
 
 UNET = {"block_out_channels": [16, 32, 64], "scale_shift": True}  # the fashion-cpu preset's network
 

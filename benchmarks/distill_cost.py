@@ -2,8 +2,8 @@
 training time.
 
     python benchmarks/distill_cost.py --teacher demo-out/teacher --steps 50,100,200,400,600 \\
-        [--guidance 1,2,4,6] [--n 360] [--sample-steps 25] [--preset NAME] \\
-        [--set new_lr_scale=10 --set mixed_precision=no ...] [--teacher-seconds S] --out OUT.json
+        [--guidance 1,2,4,6] [--n 360] [--sample-steps 25] [--recipe NAME] \\
+        [--set s_one_share=0.25 --set mixed_precision=no ...] [--teacher-seconds S] --out OUT.json
 
 Each point is a fresh `distill` of that many steps (the cosine schedule spans the run), then `evaluate`
 against the teacher. The teacher's time is measured here by training its recipe again, unless
@@ -15,13 +15,22 @@ import json
 import time
 from pathlib import Path
 
-from cfgdistill import DistillConfig, EvaluateConfig, RunOptions, TrainConfig, distill, evaluate, load, train_teacher
-from cfgdistill.evaluation.machine import machine_record
-from cfgdistill.presets import PRESETS
+from cfgdistill import (
+    RECIPES,
+    DistillConfig,
+    EvaluateConfig,
+    RunOptions,
+    TrainConfig,
+    distill,
+    evaluate,
+    load,
+    train_teacher,
+)
+from cfgdistill.training.machine import machine_record
 
 
 def number(key: str, text: str):
-    """A --set value as its DistillConfig field's type (s_draws=4 an int, lr=1e-4 a float), else the text."""
+    """A --set value as its DistillConfig field's type (steps=4 an int, lr=1e-4 a float), else the text."""
     kind = DistillConfig.__dataclass_fields__[key].type
     try:
         return int(text) if kind in (int, "int") else float(text)
@@ -64,10 +73,6 @@ def point(teacher, steps: int, recipe: dict, args) -> dict:
     passed = all(r["fd"] and r["accuracy"] for r in rows)
     print(f"{steps} steps, {seconds:.0f} s: {'all gates' if passed else 'gates missed'}", flush=True)
     result = {"steps": steps, "seconds": seconds, "precision": config.mixed_precision, "passed": passed, "rows": rows}
-    checks = student.meta.training.get("gate_checks")
-    if checks:  # --stop-when-matched: where it stopped, if it did
-        last = checks[-1]
-        result |= {"gate_checks": checks, "stopped_at": last["step"] if all(last["passed"].values()) else None}
     return result
 
 
@@ -78,13 +83,13 @@ def main():
     parser.add_argument("--guidance", type=floats, default=[1.0, 2.0, 4.0, 6.0])
     parser.add_argument("--n", type=int, default=360)
     parser.add_argument("--sample-steps", type=int, default=25)
-    parser.add_argument("--preset")
+    parser.add_argument("--recipe", choices=sorted(RECIPES))
     parser.add_argument("--set", action="append", default=[], help="KEY=VALUE of DistillConfig")
     parser.add_argument("--teacher-seconds", type=float)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     teacher = load(args.teacher)
-    recipe = dict(PRESETS[args.preset]["distill"]) if args.preset else {}
+    recipe = RECIPES[args.recipe].values("distill") if args.recipe else {}
     recipe |= {key: number(key, value) for key, value in (pair.split("=", 1) for pair in args.set)}
     points = [point(teacher, steps, recipe, args) for steps in args.steps]
     seconds = args.teacher_seconds or teacher_seconds(teacher, recipe.get("mixed_precision", "auto"))

@@ -13,12 +13,13 @@ import json
 import time
 from pathlib import Path
 
+from latent_pipeline import LatentRecipe, build
+
 from cfgdistill.cli import quiet_libraries
 from cfgdistill.config import RunOptions
 from cfgdistill.data import load_dataset
 from cfgdistill.data.captions import captions
-from cfgdistill.evaluation.machine import machine_record
-from cfgdistill.pretrained.build import LatentRecipe, build
+from cfgdistill.training.machine import machine_record
 
 
 def build_teacher(args):

@@ -16,12 +16,12 @@ import torch
 
 from cfgdistill import EvaluateConfig, load
 from cfgdistill.evaluation.classifier import predict
-from cfgdistill.evaluation.machine import machine_record
 from cfgdistill.evaluation.metrics import FrechetDistance, paired_gap_se
 from cfgdistill.evaluation.nfe import NFE_S, nfe_curves, plot_nfe
 from cfgdistill.evaluation.report import GATES, judge_for, matches
+from cfgdistill.guidance.sampling import generate
 from cfgdistill.images import labelled_panels, save_image
-from cfgdistill.pipelines.sample import generate
+from cfgdistill.training.machine import machine_record
 
 GATE_S = (1.0, 2.0, 3.0, 5.0)
 TEACHER_STEPS = 64

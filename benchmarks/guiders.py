@@ -20,10 +20,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from cfgdistill import EvaluateConfig, load  # noqa: E402
-from cfgdistill.evaluation.machine import machine_record  # noqa: E402
 from cfgdistill.evaluation.report import judge_for  # noqa: E402
 from cfgdistill.guidance import RULES, rule_options  # noqa: E402
-from cfgdistill.pipelines.sample import generate  # noqa: E402
+from cfgdistill.guidance.sampling import generate  # noqa: E402
+from cfgdistill.training.machine import machine_record  # noqa: E402
 
 GUIDERS = {  # label -> (rule, options): the papers' suggestions where they carry over, else diffusers' defaults
     "cfg": ("cfg", {}),

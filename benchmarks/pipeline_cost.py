@@ -18,11 +18,11 @@ import torch
 
 from cfgdistill.cli import quiet_libraries
 from cfgdistill.config import DistillConfig
-from cfgdistill.evaluation.machine import machine_record
 from cfgdistill.guidance import get_rule
 from cfgdistill.objectives import GuidanceDistillation
 from cfgdistill.pretrained.families import FAMILIES
 from cfgdistill.pretrained.prompts import PromptConditioning, read_prompts
+from cfgdistill.training.machine import machine_record
 
 SD15 = dict(
     sample_size=64,

@@ -21,9 +21,9 @@ import torch  # noqa: E402
 
 from cfgdistill import EvaluateConfig, load  # noqa: E402
 from cfgdistill.conditioning import TextConditioning  # noqa: E402
-from cfgdistill.evaluation.machine import machine_record  # noqa: E402
 from cfgdistill.evaluation.report import make_judge  # noqa: E402
-from cfgdistill.pipelines.sample import generate  # noqa: E402
+from cfgdistill.guidance.sampling import generate  # noqa: E402
+from cfgdistill.training.machine import machine_record  # noqa: E402
 
 SCALES = (1.0, 2.0, 3.0, 5.0)
 STEPS = (8, 16, 32)

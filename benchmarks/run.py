@@ -16,15 +16,15 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
 
 from cfgdistill import EvaluateConfig, RunOptions, TrainConfig, UserError, evaluate, load, train_teacher
+from cfgdistill.commands.train import make_process, make_teacher_network
+from cfgdistill.config.flags import Parser, argparse_type
+from cfgdistill.config.kinds import POSITIVE
 from cfgdistill.data import load_dataset
-from cfgdistill.evaluation.machine import machine_record
 from cfgdistill.evaluation.markdown import speed_lines, write_report
-from cfgdistill.flags import Parser, argparse_type
+from cfgdistill.guidance.sampling import generate, initial_noise
 from cfgdistill.networks import FluxDenoiser
 from cfgdistill.networks.flux import pack
-from cfgdistill.pipelines.sample import generate, initial_noise
-from cfgdistill.pipelines.train import make_process, make_teacher_network
-from cfgdistill.settings import POSITIVE
+from cfgdistill.training.machine import machine_record
 
 
 def plain_scheduler(process):

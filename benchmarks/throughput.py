@@ -14,9 +14,9 @@ import torch
 from run import interleaved
 
 from cfgdistill import UserError, load
-from cfgdistill.flags import Parser, argparse_type
-from cfgdistill.pipelines.sample import generate
-from cfgdistill.settings import FLOATS, POSITIVE
+from cfgdistill.config.flags import Parser, argparse_type
+from cfgdistill.config.kinds import FLOATS, POSITIVE
+from cfgdistill.guidance.sampling import generate
 
 
 def throughput(teacher, student, guidance, n: int, steps: int, repeats: int) -> list:

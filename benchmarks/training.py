@@ -20,11 +20,11 @@ import torch
 from cfgdistill import RunOptions, TrainConfig, train_teacher
 from cfgdistill.conditioning import new_conditioning
 from cfgdistill.data import load_dataset
-from cfgdistill.evaluation.machine import machine_record
 from cfgdistill.networks import Denoiser
 from cfgdistill.objectives import Denoising
 from cfgdistill.processes import VP
 from cfgdistill.training.loop import global_batch, seeded
+from cfgdistill.training.machine import machine_record
 
 
 def steps_per_s(config, data, repeats: int) -> dict:

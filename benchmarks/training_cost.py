@@ -1,7 +1,7 @@
 """Training cost on this machine: the precision `--mixed-precision auto` picks, against fp32 and bf16, and our
 loop against a bare PyTorch + diffusers loop of the same precision, timed interleaved (median of --repeats).
 
-    python benchmarks/training_cost.py [--recipe digits|fashion-cpu] [--steps 100] [--repeats 5]
+    python benchmarks/training_cost.py [--recipe digits|fashion] [--steps 100] [--repeats 5]
                                        [--out docs/results/training_cost_digits.json]
 
 The bare loop trains the same network on the same process and batch size: no EMA, clipping, schedule, seeded
@@ -18,13 +18,12 @@ from types import SimpleNamespace
 
 from run import interleaved, plain_training
 
-from cfgdistill import RunOptions, TrainConfig, train_teacher
+from cfgdistill import RECIPES, RunOptions, TrainConfig, train_teacher
 from cfgdistill.conditioning import new_conditioning
 from cfgdistill.data import load_dataset
-from cfgdistill.evaluation.machine import machine_record
-from cfgdistill.presets import PRESETS
+from cfgdistill.training.machine import machine_record
 
-RECIPES = {"digits": {"data": "digits"}, "fashion-cpu": PRESETS["fashion-cpu"]["train"]}
+TEACHERS = {"digits": {"data": "digits"}, "fashion": RECIPES["fashion"].values("train")}
 
 
 def auto_choice(recipe: dict, data) -> dict:
@@ -62,12 +61,12 @@ def timings(recipe: dict, data, steps: int, repeats: int) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recipe", choices=RECIPES, default="digits")
+    parser.add_argument("--recipe", choices=TEACHERS, default="digits")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    recipe = RECIPES[args.recipe]
+    recipe = TEACHERS[args.recipe]
     data = load_dataset(recipe["data"], "train")
     auto = auto_choice(recipe, data)
     print(json.dumps(auto), flush=True)

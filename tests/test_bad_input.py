@@ -49,6 +49,12 @@ def prepared(tmp_path_factory):
     assert main([*plain, *quiet]) == 0
     fewstep_folders(root, student, quiet)
     pipeline_folders(root)
+    damaged_copies(root, teacher, student)
+    return root
+
+
+def damaged_copies(root: Path, teacher: Path, student: Path):
+    """Copies of the runs with one thing wrong each, and folders that are not what a flag asks for."""
     (root / "empty").mkdir()
     UNet2DModel(
         sample_size=8,
@@ -75,6 +81,8 @@ def prepared(tmp_path_factory):
     state = shutil.copytree(step, root / "damaged_state") / "state.safetensors"
     state.write_bytes(state.read_bytes()[:100])
     (root / "file").write_text("a file, not a folder\n")
+    gated = copy_model(student, root / "gatedstudent") / "denoiser/config.json"
+    edit_json(gated, lambda c: c.update(guidance_times_w=True))  # a retired option, on
     damage_fields(root, teacher)
     for name in ("emptyimage", "brokenimage"):
         for label in "ab":
@@ -83,7 +91,6 @@ def prepared(tmp_path_factory):
                 Image.new("L", (8, 8), 30 * i).save(root / name / label / f"{i}.png")
     (root / "emptyimage" / "b" / "4.png").write_bytes(b"")
     (root / "brokenimage" / "a" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
-    return root
 
 
 def fewstep_folders(root: Path, student: Path, quiet: list):

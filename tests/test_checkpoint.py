@@ -8,8 +8,8 @@ from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.checkpoint import load as load_checkpoint
 from cfgdistill.data import load_dataset
 from cfgdistill.errors import UserError
+from cfgdistill.guidance.sampling import generate
 from cfgdistill.networks import make_student
-from cfgdistill.pipelines.sample import generate
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,15 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import fields
 
 import numpy as np
 import pytest
 
-from cfgdistill.cli import build_parser, main
+from cfgdistill import RECIPES, DistillConfig, TrainConfig, UserError, configure
+from cfgdistill.cli import build_parser, main, parse
+from cfgdistill.config import COMMANDS
+from cfgdistill.config.commands import TRAINING
 
 
 def run(capsys, *argv):
@@ -33,36 +37,66 @@ def trained(tmp_path_factory):
     return root
 
 
-def test_fashion_preset_scales_and_shifts_unless_told_not_to():
-    argv = ["train", "--preset", "fashion-cpu", "--out", "x"]
-    assert build_parser("fashion-cpu").parse_args(argv).scale_shift is True
-    assert build_parser("fashion-cpu").parse_args(argv + ["--no-scale-shift"]).scale_shift is False
-    assert build_parser().parse_args(["train", "--out", "x"]).scale_shift is False
+def test_a_recipe_gives_the_flags_their_defaults_and_a_flag_or_set_still_wins():
+    argv = ["train", "--recipe", "fashion", "--out", "x"]
+    assert parse(argv)[1][TrainConfig].scale_shift is True
+    assert parse(argv + ["--no-scale-shift"])[1][TrainConfig].scale_shift is False
+    assert parse(argv + ["--set", "scale_shift=false", "--set", "lr=2e-4"])[1][TrainConfig].lr == 2e-4
+    assert parse(["train", "--data", "somefolder", "--out", "x"])[1][TrainConfig].recipe is None  # none measured
 
 
-def test_a_preset_gives_the_api_the_values_it_gives_the_flags():
-    from dataclasses import fields
-
-    from cfgdistill import DistillConfig, TrainConfig
-    from cfgdistill.cli import parse
-
+def test_a_recipe_gives_the_api_the_values_it_gives_the_flags():
     commands = {TrainConfig: ["train", "--out", "x"], DistillConfig: ["distill", "--teacher", "t", "--out", "x"]}
     for cls, argv in commands.items():
-        from_flags = parse([*argv, "--preset", "fashion-cpu"])[1][cls]
-        assert all(getattr(from_flags, f.name) == getattr(cls.preset("fashion-cpu"), f.name) for f in fields(cls))
-    assert TrainConfig.preset("fashion-cpu", steps=10).steps == 10 and TrainConfig.preset("fashion-cpu").scale_shift
+        from_flags = parse([*argv, "--recipe", "fashion"])[1][cls]
+        assert from_flags == configure(cls, "fashion")
+    assert configure(TrainConfig, "fashion", steps=10).steps == 10 and configure(TrainConfig, "fashion").scale_shift
+    with pytest.raises(UserError, match="recipe pipeline has no settings for train"):
+        configure(TrainConfig, "pipeline")
 
 
-def test_fashion_preset_weights_the_distillation_loss_by_t():
-    argv = ["distill", "--preset", "fashion-cpu", "--teacher", "t", "--out", "x"]
-    assert build_parser("fashion-cpu").parse_args(argv).loss_space == "guidance"
-    assert build_parser("fashion-cpu").parse_args(argv + ["--loss-space", "prediction"]).loss_space == "prediction"
-    assert build_parser().parse_args(["distill", "--teacher", "t", "--out", "x"]).loss_space == "prediction"
+def test_each_command_starts_from_the_recipe_measured_for_its_data_or_teacher(tmp_path):
+    assert parse(["train", "--out", "x"])[1][TrainConfig].recipe == "digits"
+    assert parse(["train", "--data", "fashion-mnist", "--arch", "flux", "--out", "x"])[1][TrainConfig].recipe == (
+        "fashion-flux"
+    )
+    flow = parse(["train", "--data", "fashion-mnist", "--objective", "flow", "--out", "x"])[1][TrainConfig]
+    assert flow == configure(TrainConfig, "fashion-flow")
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    record = {"training": {"data": "fashion-mnist", "objective": "flow", "arch": "unet"}}
+    (teacher / "cfgdistill.json").write_text(json.dumps(record))
+    assert parse(["distill", "--teacher", str(teacher), "--out", "x"])[1][DistillConfig].recipe == "fashion-flow"
+    (tmp_path / "pipe").mkdir()
+    (tmp_path / "pipe" / "model_index.json").write_text("{}")
+    pipe = parse(["distill", "--teacher", str(tmp_path / "pipe"), "--out", "x"])[1][DistillConfig]
+    assert pipe == configure(DistillConfig, "pipeline")
+    assert parse(["distill", "--teacher", str(tmp_path / "none"), "--out", "x"])[1][DistillConfig].recipe is None
+
+
+def test_every_recipe_is_a_valid_config_of_each_command_it_names():
+    for name, recipe in RECIPES.items():
+        assert recipe.note and recipe.settings
+        for command in recipe.settings:
+            configure(TRAINING[command], name).validate()
+
+
+@pytest.mark.parametrize("command", ["train", "distill", "sample", "evaluate", "progressive", "demo"])
+def test_the_short_help_shows_at_most_fifteen_flags_and_help_all_shows_every_setting(command, capsys):
+    def flags(argv):
+        with pytest.raises(SystemExit):
+            parse([command, *argv])
+        return [line for line in capsys.readouterr().out.splitlines() if line.startswith("  -")]
+
+    short, every = flags(["--help"]), flags(["--help-all"])
+    assert len(short) - 1 <= 15  # less argparse's own -h
+    settings = {item.name for cls in COMMANDS[command][1] for item in fields(cls)}
+    assert len(every) - 2 == len(settings) and len(short) <= len(every)  # less -h and --set
 
 
 def test_the_library_registries_hold_exactly_the_configs_choices():
     from cfgdistill.config import SAMPLERS
-    from cfgdistill.pipelines.sample import STOCHASTIC
+    from cfgdistill.guidance.sampling import STOCHASTIC
     from cfgdistill.processes.vp import SCHEDULERS
 
     assert (*SCHEDULERS, STOCHASTIC) == SAMPLERS
@@ -75,21 +109,23 @@ def test_a_new_config_field_is_a_flag_with_no_other_edit(monkeypatch):
     """One place per setting: a field added to a config dataclass appears as a typed, validated flag."""
     from dataclasses import dataclass
 
-    from cfgdistill import config, settings
-    from cfgdistill.cli import parse
+    from cfgdistill import config
+    from cfgdistill.config import kinds
 
     @dataclass
     class Wider(config.TrainConfig):
-        dummy_width: int = settings.setting(3, "a setting that did not exist", settings.POSITIVE)
+        dummy_width: int = kinds.setting(3, "a setting that did not exist", kinds.POSITIVE)
 
     monkeypatch.setitem(config.COMMANDS, "train", ("train", (Wider, config.RunOptions)))
     command, settings = parse(["train", "--out", "x", "--dummy-width", "7"])
-    assert command == "train" and settings[Wider].dummy_width == 7 and settings[Wider].steps == 2000
+    assert command == "train" and settings[Wider].dummy_width == 7 and settings[Wider].steps == 1200  # digits
+    assert parse(["train", "--out", "x", "--set", "dummy_width=5"])[1][Wider].dummy_width == 5
     assert parse(["train", "--out", "x"])[1][Wider].dummy_width == 3
     with pytest.raises(SystemExit):
         parse(["train", "--out", "x", "--dummy-width", "0"])
-    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
-    assert "a setting that did not exist" in sub.format_help()
+    sub = lambda full: next(a for a in build_parser(full=full)._actions if a.dest == "command").choices["train"]
+    assert "a setting that did not exist" in sub(True).format_help()
+    assert "a setting that did not exist" not in sub(False).format_help()  # not a main setting: --help-all only
 
 
 def test_train_distill_sample_end_to_end(trained, capsys, tmp_path):

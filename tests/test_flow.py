@@ -4,7 +4,7 @@ import pytest
 import torch
 from diffusers import FlowMatchEulerDiscreteScheduler
 
-from cfgdistill.pipelines.sample import generate
+from cfgdistill.guidance.sampling import generate
 from cfgdistill.processes import RectifiedFlow
 
 SIGMA_0 = 0.2  # the guided Gaussians lie within 4 σ_0 of the [-1, 1] that `generate` clamps to
@@ -47,7 +47,7 @@ def test_cfg_velocity_transports_noise_to_the_guided_gaussian(sampler, steps, s)
 def test_unclamped_mean_and_spread():
     """The same transport through the denoise loop itself (no clamp), far from the training range of s."""
     from cfgdistill.guidance import guided
-    from cfgdistill.pipelines.sample import denoise
+    from cfgdistill.guidance.sampling import denoise
 
     n, s = 4000, 7.0
     x_T = torch.randn((n, 1, 2, 2), generator=torch.Generator().manual_seed(0))

@@ -7,9 +7,9 @@ from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransfo
 from cfgdistill.checkpoint import Checkpoint
 from cfgdistill.checkpoint import load as load_checkpoint
 from cfgdistill.data import load_dataset
+from cfgdistill.guidance.sampling import generate, initial_noise
 from cfgdistill.networks import FluxDenoiser, make_student
 from cfgdistill.networks.flux import image_ids, pack, rope_axes, unpack
-from cfgdistill.pipelines.sample import generate, initial_noise
 from cfgdistill.processes import RectifiedFlow
 
 SIZES = dict(num_layers=1, num_single_layers=1, attention_head_dim=16, num_attention_heads=2)

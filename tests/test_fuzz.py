@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from cfgdistill.cli import main
 from cfgdistill.config import COMMANDS
-from cfgdistill.settings import SWITCH, flag_of
+from cfgdistill.config.kinds import SWITCH, flag_of
 
 QUIET_CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 for profile, examples in (("ci", 12), ("nightly", 400)):
@@ -116,11 +116,12 @@ def assert_clean_end(code, err, folders):
 @pytest.fixture
 def cheap(monkeypatch):
     """Training and sampling cut to nothing: the fuzz is about what reaches them, not their arithmetic."""
-    from cfgdistill.pipelines import distill, progressive, sample, train
+    from cfgdistill.commands import distill, progressive, train
+    from cfgdistill.guidance import sampling
 
     for module in (train, distill, progressive):
         monkeypatch.setattr(module, "fit", lambda model, *args, **kwargs: model.eval())
-    monkeypatch.setattr(sample, "denoise", lambda denoiser, sampler, x_T, *args, **kwargs: x_T.tanh())
+    monkeypatch.setattr(sampling, "denoise", lambda denoiser, sampler, x_T, *args, **kwargs: x_T.tanh())
 
 
 def command_argv(command: str, draw) -> list:

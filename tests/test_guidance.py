@@ -102,12 +102,12 @@ def test_a_new_rule_is_one_function_and_one_registry_line(monkeypatch, tmp_path)
 
     from cfgdistill import guidance
     from cfgdistill.checkpoint import Checkpoint, load
+    from cfgdistill.commands.distill import distill
     from cfgdistill.config import DistillConfig, RunOptions
     from cfgdistill.data import load_dataset
     from cfgdistill.guidance.rules import per_sample
     from cfgdistill.networks import make_student
     from cfgdistill.objectives import GuidanceDistillation
-    from cfgdistill.pipelines.distill import distill
     from cfgdistill.processes import VP
 
     def halfway(pred_cond, pred_uncond, s, **context):  # half of CFG's correction
@@ -127,7 +127,7 @@ def test_a_new_rule_is_one_function_and_one_registry_line(monkeypatch, tmp_path)
     assert student.meta.guidance.rule == "halfway" and load(tmp_path / "s").meta.guidance.rule == "halfway"
 
     objective = GuidanceDistillation(teacher, process, checkpoint.conditioning, config, halfway)
-    s = torch.tensor([[1.0], [2.0], [4.0], [6.0]])
+    s = torch.tensor([1.0, 2.0, 4.0, 6.0])
     unknown = torch.full_like(x_t, float("nan"))
     rows = {"x_t": x_t, "t": t, "cond": y, "s": s, "pred_cond": unknown, "pred_uncond": unknown}
     fresh = make_student(teacher, (1.0, 6.0))

@@ -11,7 +11,7 @@ from cfgdistill.cli import main
 from cfgdistill.errors import UserError
 from cfgdistill.guidance import RULES, guided, parse_options, predict_pair, rule_options
 from cfgdistill.guidance.autoguide import GuidedPair
-from cfgdistill.pipelines.sample import generate
+from cfgdistill.guidance.sampling import generate
 
 g = torch.Generator().manual_seed(0)
 COND, UNCOND = torch.randn(2, 3, 1, 4, 4, generator=g)

@@ -10,11 +10,11 @@ from cfgdistill.data import ImageDataset, load_dataset
 from cfgdistill.errors import UserError
 from cfgdistill.guidance import guided
 from cfgdistill.guidance.rules import cfg
+from cfgdistill.guidance.sampling import denoise
 from cfgdistill.networks import make_student
 from cfgdistill.objectives import GuidanceDistillation
 from cfgdistill.objectives.guidance_distillation import guidance_size
 from cfgdistill.objectives.trajectories import TeacherTrajectories
-from cfgdistill.pipelines.sample import denoise
 from cfgdistill.processes import VP
 
 CLASSES = ClassConditioning([str(d) for d in range(10)])
@@ -31,7 +31,7 @@ def DistillObjective(teacher, process, config, dataset=None):
 def without_teacher(rows: dict) -> dict:
     """Rows as DistillObjective.draw gives noised data: one s per row, the teacher's outputs still to compute."""
     unknown = torch.full_like(rows["x_t"], float("nan"))
-    return {**rows, "s": rows["s"].reshape(len(rows["x_t"]), -1), "pred_cond": unknown, "pred_uncond": unknown}
+    return {**rows, "pred_cond": unknown, "pred_uncond": unknown}
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
@@ -168,71 +168,14 @@ def test_teacher_paths_are_the_ddim_sampler_states(prediction):
     assert not torch.allclose(paths.state["x_t"], x_T)
 
 
-def test_spread_scales_start_at_the_drawn_s_and_split_the_range_evenly():
-    config = DistillConfig(guidance_min=0.0, guidance_max=6.0, s_draws=3)
-    objective = DistillObjective(tiny_denoiser(), VP.create(), config)
-    s = torch.tensor([0.0, 1.0, 4.5, 5.999])
-    spread = objective.spread(s)
-    assert spread.shape == (4, 3) and torch.equal(spread[:, 0], s)
-    assert ((spread >= 0) & (spread < 6)).all()
-    gaps = spread.sort(dim=1).values.diff(dim=1)
-    assert torch.allclose(gaps, torch.full_like(gaps, 2.0), atol=1e-5)
-    assert torch.allclose(spread[1], torch.tensor([1.0, 3.0, 5.0]))
-    one = DistillObjective(tiny_denoiser(), VP.create(), DistillConfig(s_draws=1))
-    assert torch.equal(one.spread(s), s[:, None])
-    fixed = DistillConfig(guidance_min=3.0, guidance_max=3.0, s_draws=2)
-    assert torch.equal(
-        DistillObjective(tiny_denoiser(), VP.create(), fixed).spread(torch.tensor([3.0])), torch.tensor([[3.0, 3.0]])
-    )
-    with pytest.raises(UserError, match="s-draws must be > 0"):
-        DistillConfig(s_draws=0).validate()
-
-
 def test_s_one_share_puts_that_share_of_noised_rows_at_exactly_one_and_the_rest_uniform():
     x_0, labels = torch.zeros(400, 1, 8, 8), torch.arange(400) % 10
     config = DistillConfig(guidance_min=0.0, guidance_max=6.0, s_one_share=0.25)
     s = DistillObjective(tiny_denoiser(), VP.create(), config).draw(x_0, labels, torch.Generator().manual_seed(0))["s"]
-    assert s.shape == (400, 1) and (s[:100] == 1).all()
+    assert s.shape == (400,) and (s[:100] == 1).all()
     rest = s[100:]
     assert (rest != 1).all() and ((rest >= 0) & (rest < 6)).all() and abs(rest.mean().item() - 3) < 0.4
     plain = DistillObjective(tiny_denoiser(), VP.create(), DistillConfig(guidance_min=0.0, guidance_max=6.0))
     assert not (plain.draw(x_0, labels, torch.Generator().manual_seed(0))["s"] == 1).any()
     with pytest.raises(UserError, match=r"s = 1 inside the guidance range \[2, 6\]"):
         DistillConfig(guidance_min=2.0, s_one_share=0.1).validate()
-
-
-@pytest.mark.parametrize("loss_space", ["prediction", "guidance"])
-def test_several_scales_per_row_equal_one_row_per_scale_from_one_teacher_pass(loss_space):
-    """Slow reference: every (row, s) pair as its own row with its own teacher pass."""
-    schedule, teacher = VP.create("v_prediction"), tiny_denoiser()
-    data = load_dataset("digits", "train")
-    config = DistillConfig(guidance_min=0.0, guidance_max=6.0, s_draws=3, loss_space=loss_space)
-    objective = DistillObjective(teacher, schedule, config, data)
-    single = DistillObjective(teacher, schedule, DistillConfig(loss_space=loss_space), data)
-    student = make_student(tiny_denoiser(seed=1), (0, 6))
-    g = torch.Generator().manual_seed(0)
-    rows = {
-        "x_t": torch.randn(4, 1, 8, 8, generator=g),
-        "t": torch.tensor([5, 300, 700, 990]),
-        "cond": torch.randint(0, 10, (4,), generator=g),
-        "s": objective.spread(6 * torch.rand(4, generator=g)),
-    }
-    unknown = torch.full_like(rows["x_t"], float("nan"))
-    seen = []
-    hook = teacher.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
-    with torch.no_grad():
-        loss = objective.loss(student, {**rows, "pred_cond": unknown, "pred_uncond": unknown})
-    hook.remove()
-    assert seen == [8]  # cond and uncond of 4 rows, once for all 12 (row, s) pairs
-    separate = []
-    with torch.no_grad():
-        for i in range(4):
-            for s in rows["s"][i]:
-                one = {
-                    "x_t": rows["x_t"][i : i + 1],
-                    "t": rows["t"][i : i + 1],
-                    "cond": rows["cond"][i : i + 1],
-                    "s": s.view(1),
-                }
-                separate.append(single.loss(student, without_teacher(one)))
-    assert torch.allclose(loss, torch.stack(separate).mean(), rtol=1e-5)

@@ -117,7 +117,7 @@ def test_rounds_halve_the_grid_keep_every_student_and_resume_exactly(stage_one, 
 
 def test_sample_uses_the_students_own_grid_one_pass_per_step(stage_one, tmp_path, capsys):
     from cfgdistill import load
-    from cfgdistill.pipelines.sample import generate
+    from cfgdistill.guidance.sampling import generate
 
     args = ["progressive", "--student", str(stage_one / "student"), "--start-steps", "4", "--rounds", "1"]
     assert main([*args, "--steps-per-round", "1", *QUIET, "--out", str(tmp_path / "p")]) == 0

@@ -154,12 +154,12 @@ def test_a_report_that_cannot_be_finished_is_not_left_looking_complete(tmp_path,
 
 
 def test_a_genuine_bug_still_shows_its_traceback(monkeypatch, tmp_path):
-    from cfgdistill import api
+    from cfgdistill import checkpoint
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug, not a user's mistake")
 
-    monkeypatch.setattr(api, "load", broken)
+    monkeypatch.setattr(checkpoint, "load", broken)
     with pytest.raises(ZeroDivisionError):
         main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "x.png")])
 

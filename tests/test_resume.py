@@ -13,12 +13,12 @@ import torch
 from conftest import tiny_denoiser
 
 from cfgdistill.checkpoint import Checkpoint
+from cfgdistill.commands.distill import distill
+from cfgdistill.commands.train import train_teacher
 from cfgdistill.config import DistillConfig, RunOptions, TrainConfig
 from cfgdistill.data import load_dataset
 from cfgdistill.errors import UserError
 from cfgdistill.objectives.guidance_distillation import GUIDANCE_WEIGHTING
-from cfgdistill.pipelines.distill import distill
-from cfgdistill.pipelines.train import train_teacher
 from cfgdistill.processes import VP
 from cfgdistill.training import loop
 from cfgdistill.training import state as training_state
@@ -149,11 +149,22 @@ def test_a_setting_added_after_a_checkpoint_resumes_at_its_default_and_refuses_a
     student_run(data, tmp_path / "b", checkpoint_every=3)
     state = training_state.scan(tmp_path / "b")[0][-1] / training_state.META
     meta = json.loads(state.read_text())
-    del meta["recipe"]["s_one_share"], meta["recipe"]["new_lr_scale"]  # as written before these settings existed
+    del meta["recipe"]["s_one_share"], meta["recipe"]["recipe"]  # as written before these settings existed
+    meta["recipe"] |= {"s_draws": 1, "guidance_gate": "none"}  # and with retired ones, at their values when off
     state.write_text(json.dumps(meta))
     with pytest.raises(UserError, match="s_one_share = 0.0, this run has 0.5"):
         student_run(data, tmp_path / "b", paths={"s_one_share": 0.5}, resume="latest")
     assert same_weights(student_run(data, tmp_path / "b", resume="latest"), reference)
+
+
+def test_a_checkpoint_written_with_a_retired_setting_on_is_refused_in_one_line(data, tmp_path):
+    student_run(data, tmp_path, checkpoint_every=3)
+    state = training_state.scan(tmp_path)[0][-1] / training_state.META
+    meta = json.loads(state.read_text())
+    meta["recipe"]["s_draws"] = 4
+    state.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="written with s_draws, a setting cfgdistill no longer has"):
+        student_run(data, tmp_path, resume="latest")
 
 
 def test_tensorboard_gets_scalars_and_preview_grids(data, tmp_path):

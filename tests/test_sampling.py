@@ -4,8 +4,8 @@ import torch
 from cfgdistill.config import SAMPLERS
 from cfgdistill.errors import ExtrapolationWarning, UserError
 from cfgdistill.evaluation.compare import count_rows
+from cfgdistill.guidance.sampling import generate, initial_noise
 from cfgdistill.networks import make_student
-from cfgdistill.pipelines.sample import generate, initial_noise
 
 
 @pytest.mark.parametrize("sampler", list(SAMPLERS))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from test_progressive import PointMass
 
-from cfgdistill.pipelines.sample import denoise, initial_noise
+from cfgdistill.guidance.sampling import denoise, initial_noise
 from cfgdistill.processes import VP, RectifiedFlow
 from cfgdistill.processes.stochastic import StochasticSampler
 

@@ -16,7 +16,7 @@ from cfgdistill.data import FASHION_CLASSES
 from cfgdistill.data.captions import captions
 from cfgdistill.guidance import guided
 from cfgdistill.guidance.rules import cfg
-from cfgdistill.pipelines.sample import generate
+from cfgdistill.guidance.sampling import generate
 
 
 def cfg_prediction(model, x_t, t, cond, s, negative=None):

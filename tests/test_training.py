@@ -3,6 +3,8 @@ import torch
 from conftest import tiny_denoiser
 
 from cfgdistill.checkpoint import Checkpoint
+from cfgdistill.commands.distill import distill
+from cfgdistill.commands.train import train_teacher
 from cfgdistill.conditioning import ClassConditioning
 from cfgdistill.config import DistillConfig, RunOptions, TrainConfig
 from cfgdistill.data import load_dataset, load_digits, split
@@ -11,8 +13,6 @@ from cfgdistill.guidance import guided
 from cfgdistill.guidance.rules import cfg
 from cfgdistill.networks import make_student
 from cfgdistill.objectives import GuidanceDistillation
-from cfgdistill.pipelines.distill import distill
-from cfgdistill.pipelines.train import train_teacher
 from cfgdistill.processes import VP
 from cfgdistill.training.loop import global_batch
 
@@ -164,13 +164,13 @@ def test_batches_cover_an_epoch_without_repeats():
     assert not torch.equal(global_batch(data, 5, 0, 3)[0], first)  # epochs are shuffled anew
 
 
-def test_distillation_with_several_scales_per_row_shrinks_the_gap():
+def test_distillation_on_noised_data_and_teacher_paths_shrinks_the_gap():
     data = load_dataset("digits", "train")
     schedule = VP.create()
     teacher = Checkpoint.create(tiny_denoiser(), schedule, kind="teacher", dataset=data, training={})
     before = gap(make_student(teacher.model, (1, 6)), teacher.model, schedule, data)
     config = DistillConfig(
-        steps=80, batch_size=32, lr=2e-3, ema_decay=0.9, trajectory_fraction=0.5, trajectory_steps=10, s_draws=2
+        steps=80, batch_size=32, lr=2e-3, ema_decay=0.9, trajectory_fraction=0.5, trajectory_steps=10
     )
     student = distill(teacher, config, RunOptions(quiet=True), data)
     assert gap(student.model, teacher.model, schedule, data) < 0.5 * before

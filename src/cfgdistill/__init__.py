@@ -1,14 +1,17 @@
 """cfgdistill: classifier-free guidance and guidance distillation for diffusion models.
 
-The public API mirrors the command line, one function per command, each taking its config dataclass:
+The public API mirrors the command line, one function per command, each taking its settings, made from a
+named recipe with `configure` (the command line's `--recipe`) or from the class itself:
 
-    from cfgdistill import TrainConfig, DistillConfig, RunOptions, train_teacher, distill, sample, evaluate
+    from cfgdistill import DistillConfig, RunOptions, configure, distill
+    student = distill("runs/teacher", configure(DistillConfig, "digits", steps=300), RunOptions(out="runs/s"))
 
 Importing the package is light: torch and diffusers load on first use of a function, and nothing in the
 caller's environment changes.
 """
 
 from .config import (
+    RECIPES,
     DemoConfig,
     DistillConfig,
     EvaluateConfig,
@@ -16,6 +19,7 @@ from .config import (
     RunOptions,
     SampleConfig,
     TrainConfig,
+    configure,
 )
 from .errors import ExtrapolationWarning, UserError
 
@@ -25,6 +29,8 @@ _API = ("train_teacher", "distill", "progressive", "sample", "evaluate", "load")
 
 __all__ = [
     *_API,
+    "RECIPES",
+    "configure",
     "DemoConfig",
     "DistillConfig",
     "EvaluateConfig",

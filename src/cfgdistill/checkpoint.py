@@ -8,13 +8,12 @@ import shutil
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from diffusers import FluxTransformer2DModel
 from diffusers.utils import logging as diffusers_logging
 
 from .conditioning import ClassConditioning, conditioning_from_meta
 from .errors import UserError
 from .io import atomic, check_output_dir, write_text
-from .networks import CLASSES, Denoiser, FluxConditioner, FluxDenoiser
+from .networks import CLASSES, Denoiser
 from .processes import PROCESSES
 from .schema import check_meta, check_network, check_scheduler, read_json
 
@@ -85,7 +84,7 @@ def known_fields(cls, raw: dict):
 
 @dataclass
 class Checkpoint:
-    model: Denoiser | FluxDenoiser
+    model: "Denoiser | FluxDenoiser"  # noqa: F821 (flux.py loads on first use)
     process: object  # a forward process (processes/)
     conditioning: object  # ClassConditioning or TextConditioning
     meta: Meta
@@ -183,7 +182,11 @@ def load_part(cls, folder: Path):
 
 def load_network(path: Path, class_name: str):
     """The network of a checkpoint folder, from the class its `denoiser/config.json` names."""
-    if CLASSES[class_name] is FluxDenoiser:
+    if CLASSES[class_name] == "FluxDenoiser":
+        from diffusers import FluxTransformer2DModel
+
+        from .networks.flux import FluxConditioner, FluxDenoiser
+
         model = FluxDenoiser(
             load_part(FluxConditioner, path / "denoiser"), load_part(FluxTransformer2DModel, path / "transformer")
         )
@@ -200,6 +203,19 @@ def load_process(path: Path, process_class):
         raise UserError(f"cannot load the scheduler in {path}: {first_line}") from None
 
 
+RETIRED = {  # network fields of options measured as losing and removed: off, they load; on, they are refused
+    "guidance_times_w": "distill --guidance-gate w",
+    "negative_joint": "distill --negative-input joint",
+}
+
+
+def refuse_retired(where: Path, config: dict):
+    """A network built with a retired option cannot be built any more: one line that says which."""
+    for name, option in RETIRED.items():
+        if config.get(name):
+            raise UserError(f"{where}: this student was distilled with {option}, which cfgdistill no longer has")
+
+
 def load(path) -> Checkpoint:
     """Load a teacher or a student; any problem becomes a one-line UserError."""
     path = Path(path)
@@ -207,6 +223,7 @@ def load(path) -> Checkpoint:
     if meta.process not in PROCESSES:
         raise UserError(f"{path}: unknown forward process {meta.process!r}")
     network = check_network(path, meta)
+    refuse_retired(path / "denoiser" / "config.json", network)
     check_scheduler(path, PROCESSES[meta.process].scheduler_fields)
     model, process = load_network(path, network["_class_name"]), load_process(path, PROCESSES[meta.process])
     if model.takes_guidance != (meta.kind == "student"):

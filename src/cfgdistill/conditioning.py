@@ -11,7 +11,7 @@ from functools import cached_property
 
 import torch
 
-from .data.captions import TEMPLATES, captions, new_words
+from .data.captions import captions, new_words
 from .errors import UserError
 
 ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -163,25 +163,6 @@ class TextConditioning:
         table, null, counts, offsets = self.table
         pick = (torch.rand(labels.shape, generator=generator) * counts[labels]).long()
         return drop(table[offsets[labels] + pick], null, p_uncond, generator)
-
-    @cached_property
-    def either_table(self) -> tuple:
-        """Every "A or B" prompt of two classes' bare training words ("a sandal or a sneaker"), encoded; the
-        prompts of classes (i, j) are row i·K + j of (table, counts, offsets)."""
-        words = [
-            [p for p in self.train_prompts[c] if TEMPLATES[1].format(p) in self.train_prompts[c]]
-            for c in self.class_names
-        ]
-        prompts = [[f"{a} or {b}" for a in first for b in second] for first in words for second in words]
-        counts = torch.tensor([len(pair) for pair in prompts])
-        return self.encode(prompts=[p for pair in prompts for p in pair]), counts, torch.cumsum(counts, 0) - counts
-
-    def draw_either(self, labels: torch.Tensor, others: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """For each row a random "A or B" prompt naming its class and its other class, in a random order."""
-        table, counts, offsets = self.either_table
-        swap = torch.rand(labels.shape, generator=generator) < 0.5
-        pair = torch.where(swap, others, labels) * self.num_classes + torch.where(swap, labels, others)
-        return table[offsets[pair] + (torch.rand(labels.shape, generator=generator) * counts[pair]).long()]
 
     def for_classes(self, labels) -> torch.Tensor:
         """Each class's first training prompt ("an ankle boot"), for previews and evaluation."""

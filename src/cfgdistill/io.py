@@ -147,3 +147,8 @@ def probe_writable(folder: Path, output: Path):
             pass
     except OSError as error:
         raise UserError(f"output folder {output} cannot be written: {error.strerror}") from None
+
+
+def cache_dir() -> Path:
+    """Where cfgdistill keeps what it can rebuild: classifiers, precision timings ($CFGDISTILL_CACHE)."""
+    return Path(os.environ.get("CFGDISTILL_CACHE", Path.home() / ".cache" / "cfgdistill"))

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from .config import PREDICTIONS
+from .config.choices import PREDICTIONS
 from .errors import UserError
 
 

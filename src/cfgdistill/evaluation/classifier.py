@@ -3,8 +3,6 @@ space."""
 
 import hashlib
 import json
-import os
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import DATASETS, ImageDataset, load_dataset
-from ..io import atomic, write_text
+from ..io import atomic, cache_dir, write_text
 
 VERSION = 1  # bump when the architecture or training recipe changes, so stale caches are retrained
 
@@ -96,10 +94,6 @@ def train_classifier(train: ImageDataset, test: ImageDataset, steps: int = 600, 
     model.eval()
     accuracy = (predict(model, test.images) == test.labels).float().mean().item()
     return model, accuracy
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("CFGDISTILL_CACHE", Path.home() / ".cache" / "cfgdistill"))
 
 
 def cache_name(dataset_name: str, *splits) -> str:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from ..guidance.autoguide import load_guide
-from ..pipelines.sample import generate
+from ..guidance.sampling import generate
 
 
 def paired_error(x_student: torch.Tensor, x_teacher: torch.Tensor) -> float:

@@ -22,18 +22,17 @@ from ..config import EvaluateConfig
 from ..data import load_dataset
 from ..data.captions import captions
 from ..errors import UserError
+from ..guidance.sampling import DEFAULT_STEPS
 from ..images import labelled_panels, save_image
 from ..io import staged, write_text
-from ..pipelines.sample import DEFAULT_STEPS
-from ..pretrained.build import DOMAIN
 from ..pretrained.export import RECORD
 from ..pretrained.families import FAMILIES
 from ..pretrained.prompts import read_prompts
 from ..pretrained.resolve import family_of, resolve_pipeline
 from ..pretrained.sampling import pipeline_arguments
+from ..training.machine import machine_record
 from .classifier import predict
 from .compare import paired_error
-from .machine import machine_record
 from .metrics import paired_gap_se
 from .report import GATES, judge_for, matches
 
@@ -41,6 +40,7 @@ BATCH = 100  # images per pipeline call
 COLUMNS = 10  # prompts shown in the grids
 CELL = (32, 128)  # the grids' smallest and largest cell in pixels
 STAGE1_GATE = dict(zip(("fd_ratio", "accuracy_gap"), GATES["stage-1"]))
+DOMAIN = "cfgdistill_data.json"  # a pipeline trained here names its dataset and padding, so it can be judged
 
 
 class Stock:

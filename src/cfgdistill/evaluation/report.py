@@ -8,11 +8,11 @@ from tqdm.auto import tqdm
 from ..config import EvaluateConfig
 from ..data import load_dataset
 from ..errors import UserError
+from ..guidance.sampling import DEFAULT_STEPS, generate
 from ..networks import takes_negative
-from ..pipelines.sample import DEFAULT_STEPS, generate
+from ..training.machine import machine_record
 from .classifier import load_classifier, predict
 from .compare import learnt_rule, nearest_scale, paired_error, timed_sample
-from .machine import machine_record
 from .metrics import (
     ACCURACY_TOLERANCE,
     FrechetDistance,

@@ -8,9 +8,9 @@ import warnings
 
 import torch
 
+from ..config.kinds import FINITE
 from ..errors import ExtrapolationWarning, UserError
 from ..networks import device_of, takes_guidance, takes_negative
-from ..settings import FINITE
 from . import get_rule
 from .autoguide import GuidedPair
 

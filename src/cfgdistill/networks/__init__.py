@@ -10,11 +10,20 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from ..config import ARCHS
-from .flux import FluxConditioner, FluxDenoiser
 from .unet import Denoiser, GuidanceEmbedding
 
-# A checkpoint's `denoiser/config.json` names its class; this maps it to the network it belongs to.
-CLASSES = {"Denoiser": Denoiser, "FluxConditioner": FluxDenoiser}
+# A checkpoint's `denoiser/config.json` names its class; this names the network it belongs to. flux.py loads
+# on first use: importing diffusers' FluxTransformer2DModel imports all of its transformers (about 1.2 s).
+CLASSES = {"Denoiser": "Denoiser", "FluxConditioner": "FluxDenoiser"}
+LAZY = {"FluxConditioner", "FluxDenoiser"}
+
+
+def __getattr__(name):
+    if name in LAZY:
+        from . import flux
+
+        return getattr(flux, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @runtime_checkable
@@ -35,11 +44,10 @@ def device_of(model, default="cpu") -> torch.device:
     return weight.device if weight is not None else torch.device(default)
 
 
-def make_student(teacher, guidance_range: tuple, negatives: str | None = None, gate: str = "none"):
-    """The teacher's network with a zero-initialised guidance input (and, with `negatives` "additive" or
-    "joint", a negative input; with `gate` "w", the guidance input times s − 1); all its other weights are the
-    teacher's."""
-    return teacher.with_guidance(guidance_range, negatives is not None, gate, joint=negatives == "joint")
+def make_student(teacher, guidance_range: tuple, negatives: bool = False):
+    """The teacher's network with a zero-initialised guidance input (and, with `negatives`, a negative input);
+    all its other weights are the teacher's."""
+    return teacher.with_guidance(guidance_range, negatives)
 
 
 def takes_negative(model) -> bool:

@@ -151,12 +151,12 @@ class FluxDenoiser(nn.Module):
         out = self.transformer(pack(x_t), tokens, pooled, timestep, self.img_ids, self.txt_ids, guidance).sample
         return unpack(out, h, w)
 
-    def with_guidance(self, guidance_range: tuple, negatives=False, gate="none", joint=False) -> "FluxDenoiser":
+    def with_guidance(self, guidance_range: tuple, negatives=False) -> "FluxDenoiser":
         """The student: the same transformer with `guidance_embeds=True`, every teacher weight copied in and the
         guidance embedder's last layer zero, so that it starts as the teacher's conditional model. A stock Flux
         transformer has no negative input (`distill` refuses `--negatives` for it with one line)."""
-        if negatives or gate != "none":
-            raise ValueError("FluxTransformer2DModel has no negative input and no gate on its guidance embedder")
+        if negatives:
+            raise ValueError("FluxTransformer2DModel has no negative input")
         config = {k: v for k, v in self.transformer.config.items() if not k.startswith("_")}
         transformer = FluxTransformer2DModel(**{**config, "guidance_embeds": True})
         copy_weights(self.transformer, transformer, "time_text_embed.guidance_embedder.")

@@ -24,24 +24,6 @@ class GuidanceEmbedding(nn.Module):
         return self.mlp(self.proj(s).to(self.mlp.linear_1.weight.dtype))
 
 
-class JointNegative(nn.Module):
-    """A negative input that sees the positive too: f(c, c_neg) − f(c, ∅), f an MLP of both condition vectors
-    whose last layer starts at zero, so it is zero at first and for the null negative always.
-
-    An additive input f(c_neg) moves every positive alike; the guidance term neg + s·(pos − neg) depends on
-    how the two relate (a negative naming most of what the positive covers, as "a sneaker" of "a shoe").
-    """
-
-    def __init__(self, features: int, dim: int):
-        super().__init__()
-        self.mlp = TimestepEmbedding(2 * features, 4 * dim, out_dim=dim)  # Linear–SiLU–Linear
-        nn.init.zeros_(self.mlp.linear_2.weight)
-        nn.init.zeros_(self.mlp.linear_2.bias)
-
-    def forward(self, cond: torch.Tensor, negative: torch.Tensor, null: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([cond, negative], -1)) - self.mlp(torch.cat([cond, null], -1))
-
-
 class Denoiser(ModelMixin, ConfigMixin):
     """A conditional UNet: `model(x_t, t, cond)` predicts eps or v.
 
@@ -51,8 +33,7 @@ class Denoiser(ModelMixin, ConfigMixin):
     wording in our measurements); the empty prompt's embedding, kept as a buffer, is the null
     condition. A student (`guidance_embedding=True`) also adds an embedding of s there (and, with
     `negative_embedding`, one of a negative condition: one pass of `neg + s·(cond − neg)`), and
-    `guidance_range` records the s range it was distilled on; with `guidance_times_w` the embedding of s is
-    multiplied by w = s − 1 (Meng et al.'s guidance weight). With `scale_shift` that sum scales
+    `guidance_range` records the s range it was distilled on. With `scale_shift` that sum scales
     and shifts each ResNet block's normalised features (ADM, FiLM) rather than only shifting them,
     so s can scale what the network draws, as the guidance term does.
     """
@@ -72,8 +53,6 @@ class Denoiser(ModelMixin, ConfigMixin):
         scale_shift: bool = False,
         negative_embedding: bool = False,
         negative_times_guidance: bool = False,
-        guidance_times_w: bool = False,
-        negative_joint: bool = False,
     ):
         super().__init__()
         levels = len(block_out_channels)
@@ -108,8 +87,6 @@ class Denoiser(ModelMixin, ConfigMixin):
         `negative_times_guidance` (every new student) it is multiplied by s − 1: at s = 1 every rule returns
         the conditional prediction whatever the negative, and the guidance term grows with s − 1."""
         c = self.config
-        if c.negative_joint:  # on the raw prompt embeddings, or on the teacher's label embeddings
-            return JointNegative(c.text_dim or dim, dim)
         if c.text_dim:
             layer = nn.Linear(c.text_dim, dim, bias=False)
         else:
@@ -141,16 +118,11 @@ class Denoiser(ModelMixin, ConfigMixin):
         """The checkpoint's folders: this network saves as one, `denoiser/`."""
         return {"denoiser": self}
 
-    def with_guidance(
-        self, guidance_range: tuple, negatives: bool = False, gate: str = "none", joint: bool = False
-    ) -> "Denoiser":
+    def with_guidance(self, guidance_range: tuple, negatives: bool = False) -> "Denoiser":
         """The student: this network plus a zero-initialised guidance embedding (and, with `negatives`, a negative
-        input, a `JointNegative` with `joint`); all other weights are the same. `gate` "w" multiplies the embedding
-        by w = s − 1, so at s = 1 the student's output depends on the copied weights alone, whatever the embedding
-        has learnt."""
+        input); all other weights are the same."""
         config = {k: v for k, v in self.config.items() if not k.startswith("_")}
         config.update(guidance_embedding=True, guidance_range=tuple(float(v) for v in guidance_range))
-        config.update(guidance_times_w=gate == "w", negative_joint=bool(negatives and joint))
         student = Denoiser(**config | dict.fromkeys(("negative_embedding", "negative_times_guidance"), bool(negatives)))
         missing, unexpected = student.load_state_dict(self.state_dict(), strict=False)
         fresh = [k for k in missing if not k.startswith(("guidance_in.", "negative_in."))]
@@ -166,23 +138,17 @@ class Denoiser(ModelMixin, ConfigMixin):
             if s is None:
                 raise ValueError("a guidance-embedded student needs the guidance scale s")
             s = torch.as_tensor(s, dtype=torch.float32, device=x_t.device).expand(x_t.shape[0])
-            w = (s - 1).to(vec.dtype)[:, None] if self.config.guidance_times_w else 1
-            vec = vec + self.guidance_in(s) * w
+            vec = vec + self.guidance_in(s)
         if negative is not None:  # None, like the null condition, adds nothing
             if self.negative_in is None:
                 raise ValueError("this network has no negative input")
             w = (s - 1).to(vec.dtype)[:, None] if self.config.negative_times_guidance else 1
-            vec = vec + self.negative_offset(cond, negative, x_t.dtype) * w
+            vec = vec + self.negative_offset(negative, x_t.dtype) * w
         t = torch.as_tensor(t, device=x_t.device)
         return self.unet(x_t, t, class_labels=vec).sample
 
-    def negative_offset(self, cond, negative, dtype) -> torch.Tensor:
+    def negative_offset(self, negative, dtype) -> torch.Tensor:
         """What the negative condition adds to the embedding before the s − 1 factor; zero for the null one."""
-        c = self.config
-        if c.text_dim:
-            null, features = self.null_text.expand_as(negative), lambda v: v.to(dtype)
-        else:
-            null, features = torch.full_like(negative, c.num_classes), self.label_embedding
-        if c.negative_joint:
-            return self.negative_in(features(cond), features(negative), features(null))
-        return self.negative_in((negative - null).to(dtype) if c.text_dim else negative)
+        if self.config.text_dim:
+            return self.negative_in((negative - self.null_text.expand_as(negative)).to(dtype))
+        return self.negative_in(negative)

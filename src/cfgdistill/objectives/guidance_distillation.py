@@ -39,7 +39,7 @@ class GuidanceDistillation(Objective):
         self.teacher.to(device)
 
     def draw(self, x_0, labels, generator) -> dict:
-        """One row per image or path state; its `s` column holds the `s_draws` scales the student learns it at.
+        """One row per image or path state, each at its own s.
 
         Without images (`x_0` None: a pipeline distilled from prompts) the rows come from the teacher alone.
         """
@@ -56,7 +56,6 @@ class GuidanceDistillation(Objective):
         if n > 0:
             paths, keep = self.trajectories.draw(n, x_0.shape[1:], generator), x_0.shape[0] - n
             rows = {key: merge(rows.get(key), value, keep) for key, value in paths.items()}
-        rows["s"] = self.spread(rows["s"])
         return rows
 
     def teacher_rows(self, n: int, generator) -> dict:
@@ -73,7 +72,7 @@ class GuidanceDistillation(Objective):
             noised = {"x_t": x_t, "t": t, "cond": pool["cond"][pick], "s": s, "pred_cond": unknown}
             noised["pred_uncond"] = unknown
             rows = {key: torch.cat([noised[key], value.to(noised[key].dtype)]) for key, value in rows.items()}
-        return {**rows, "s": self.spread(rows["s"])}
+        return rows
 
     def draw_s(self, n: int, generator) -> torch.Tensor:
         """s ~ U[s_min, s_max], but the first `s_one_share` of the rows (a random batch) at s = 1 exactly.
@@ -87,20 +86,6 @@ class GuidanceDistillation(Objective):
         s = s_min + (s_max - s_min) * torch.rand(n, generator=generator)
         s[: round(self.config.s_one_share * n)] = 1.0
         return s
-
-    def spread(self, s: torch.Tensor) -> torch.Tensor:
-        """Each row's s, then s_draws − 1 more evenly spaced around [s_min, s_max] from it (a shifted lattice).
-
-        The teacher's cond and uncond outputs give its guided target at every s for the price of one, so
-        extra scales per row cost only student passes, and evenly spaced ones cover the range better than
-        independent draws. A path's own s comes first, so the path keeps the scale it is sampled at.
-        """
-        k = torch.arange(1, self.config.s_draws, dtype=s.dtype)
-        s_min, s_max = self.config.guidance_min, self.config.guidance_max
-        if s_max == s_min:
-            return s[:, None].expand(-1, self.config.s_draws).clone()
-        u = (s[:, None] - s_min) / (s_max - s_min) + k / self.config.s_draws
-        return torch.cat([s[:, None], s_min + (s_max - s_min) * (u - u.floor())], dim=1)
 
     def teacher_outputs(self, rows: dict) -> tuple:
         """The teacher's (cond, uncond) at every row; noised-data rows get their teacher pass here, on this process."""
@@ -117,17 +102,12 @@ class GuidanceDistillation(Objective):
 
     def loss(self, student, rows: dict) -> torch.Tensor:
         pred_cond, pred_uncond = self.teacher_outputs(rows)
-        draws, s = rows["s"].shape[1], rows["s"].flatten()  # row i at its scales: rows i·draws ... (i + 1)·draws − 1
-        x_t, t, cond, pred_cond, pred_uncond = (
-            value.repeat_interleave(draws, dim=0)
-            for value in (rows["x_t"], rows["t"], rows["cond"], pred_cond, pred_uncond)
-        )
-        if "target" in rows:  # a rule of the path: the teacher's paths computed it with each row's memory (draws 1)
+        x_t, t, cond, s = rows["x_t"], rows["t"], rows["cond"], rows["s"]
+        if "target" in rows:  # a rule of the path: the teacher's paths computed it with each row's memory
             target = rows["target"].float()
         else:
             target = self.rule(pred_cond.float(), pred_uncond.float(), s, t=t, T=self.process.num_train_timesteps)
-        negative = rows.get("negative")
-        extra = {} if negative is None else {"negative": negative.repeat_interleave(draws, dim=0)}
+        extra = {"negative": rows["negative"]} if "negative" in rows else {}
         pred = student(x_t, t, cond, s, **extra).float()
         if self.config.loss_space == "prediction":
             return F.mse_loss(pred, target)
@@ -138,9 +118,7 @@ class GuidanceDistillation(Objective):
         pred_cond, pred_uncond = self.teacher_outputs(rows)
         if not (torch.isfinite(pred_cond).all() and torch.isfinite(pred_uncond).all()):
             return "the teacher's own predictions are not finite: its weights are damaged"
-        s = rows["s"].flatten()
-        draws = rows["s"].shape[1]
-        target = self.rule(*(p.float().repeat_interleave(draws, dim=0) for p in (pred_cond, pred_uncond)), s)
+        target = self.rule(pred_cond.float(), pred_uncond.float(), rows["s"])
         if not torch.isfinite(target).all() or target.abs().max() > 1e15:  # its square overflows float32
             low, high = self.config.guidance_min, self.config.guidance_max
             return f"the guided targets are not finite: the guidance range [{low:g}, {high:g}] is too large"

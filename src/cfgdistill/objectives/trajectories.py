@@ -9,19 +9,10 @@ POOL = 1024  # the newest finished teacher samples kept, for rows of noised teac
 
 def draw_negatives(conditioning, config, labels: torch.Tensor, cond: torch.Tensor, generator) -> tuple:
     """(cond, negative) for rows of `labels`: the negative is a random class's prompt (or label) with probability
-    `config.negatives`, else the null one. With `composed_negatives`, that share of the non-null negatives
-    becomes the other half of an "A or B" positive (A the row's class, B another): the negative then names part
-    of what the positive covers, as "a sneaker" does of "a shoe"."""
+    `config.negatives`, else the null one."""
     n, k = len(labels), conditioning.num_classes
     negative = conditioning.draw(torch.randint(0, k, (n,), generator=generator), generator, 1 - config.negatives)
-    if not config.composed_negatives:
-        return cond, negative
-    others = (labels + torch.randint(1, k, (n,), generator=generator)) % k
-    real = (negative != conditioning.null).flatten(1).any(1)
-    pick = real & (torch.rand(n, generator=generator) < config.composed_negatives)
-    either, named = conditioning.draw_either(labels, others, generator), conditioning.draw(others, generator, 0.0)
-    pick = pick.view(-1, *[1] * (cond.ndim - 1))
-    return torch.where(pick, either, cond), torch.where(pick, named, negative)
+    return cond, negative
 
 
 class TeacherTrajectories:

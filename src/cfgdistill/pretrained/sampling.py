@@ -5,7 +5,7 @@ import math
 import torch
 
 from ..errors import UserError
-from ..pipelines.sample import DEFAULT_STEPS
+from ..guidance.sampling import DEFAULT_STEPS
 from .families import FAMILIES
 from .resolve import family_of
 

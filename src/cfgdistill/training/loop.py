@@ -49,20 +49,6 @@ def trainable(model) -> list:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-# Parameter names of the inputs a student adds to its teacher: our UNet's, Flux's, a stock UNet's (LCM's)
-NEW_INPUTS = ("guidance_in.", "negative_in.", "guidance_embedder.", "time_embedding.cond_proj.")
-
-
-def param_groups(model, lr: float, new_lr_scale: float) -> list:
-    """AdamW's groups: the student's new inputs at `new_lr_scale` × lr, every other trained weight at lr."""
-    named = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
-    new = [p for name, p in named if any(part in name for part in NEW_INPUTS)]
-    old = [p for name, p in named if not any(part in name for part in NEW_INPUTS)]
-    if new_lr_scale == 1 or not new:
-        return [{"params": [p for _, p in named], "lr": lr}]
-    return [{"params": old, "lr": lr}, {"params": new, "lr": lr * new_lr_scale}]
-
-
 def fastest_adamw(params: list) -> dict:
     """AdamW's fused kernel where torch has one for these parameters (CPU and CUDA floating point), else its
     foreach one: one multi-tensor update instead of a loop over parameters."""
@@ -82,14 +68,12 @@ def fit(
     run: RunOptions | None = None,
     identity: dict | None = None,
     preview=None,
-    until=None,
 ):
     """AdamW with warm-up and cosine decay, gradient clipping and EMA; returns the model holding its EMA weights.
 
     `objective.draw(x_0, labels, generator)` makes a global batch (a dict of tensors, one row per sample);
     `objective.loss(model, rows)` is the loss on this process's rows. `preview(model)`, if given, draws a few
-    samples for TensorBoard. `identity` joins the config in the recipe that a resume must match. `until(model,
-    step)`, if given, is asked every `config.stop_when_matched` steps (EMA weights) whether to stop early.
+    samples for TensorBoard. `identity` joins the config in the recipe that a resume must match.
     """
     config.validate()
     run = run or RunOptions()
@@ -98,9 +82,7 @@ def fit(
     resolve_precision(config, run, found, model, objective, first, say)
     accelerator = make_accelerator(config, run)
     try:
-        training = Training(accelerator, model, objective, data, config, run, identity or {}, preview, found)
-        training.until = until  # asked by `matched`; None: the run goes to its last step
-        return training.run()
+        return Training(accelerator, model, objective, data, config, run, identity or {}, preview, found).run()
     finally:
         finish(accelerator)
         reset_accelerate()
@@ -118,7 +100,6 @@ class Training:
     def __init__(self, accelerator, model, objective, data, config, run, identity, preview, found=None):
         self.accelerator, self.model, self.objective, self.data = accelerator, model, objective, data
         self.config, self.run_options, self.preview, self.found = config, run, preview, found
-        self.until = None
         self.world, self.accumulation = accelerator.num_processes, config.gradient_accumulation_steps
         self.global_size = config.batch_size * self.world * self.accumulation
         self.recipe = {**asdict(config), **identity, "processes": self.world}
@@ -129,8 +110,7 @@ class Training:
                 f"{self.global_size}"
             )
         self.trained = trainable(model)
-        groups = param_groups(model, config.lr, getattr(config, "new_lr_scale", 1.0))
-        self.optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=0.0, **fastest_adamw(self.trained))
+        self.optimizer = torch.optim.AdamW(self.trained, lr=config.lr, weight_decay=0.0, **fastest_adamw(self.trained))
         warmup = min(config.warmup_steps, config.steps // 10)
         self.lr_schedule = get_scheduler(
             "cosine", self.optimizer, num_warmup_steps=warmup, num_training_steps=config.steps
@@ -240,9 +220,6 @@ class Training:
                 self.report(step, self.step(step), clock, bar)
                 if run.out is not None and run.checkpoint_every and step % run.checkpoint_every == 0:
                     saved[step] = self.save(step)
-                if self.matched(step):
-                    self.log(f"the gates hold at step {step}: stopping (--stop-when-matched)")
-                    break
                 if any_process(self.accelerator, signals.signum is not None):
                     path = saved.get(step) or (self.save(step) if run.out is not None else None)
                     raise state.Interrupted(signals.signum or signal.SIGTERM, step, path)
@@ -259,17 +236,6 @@ class Training:
         finally:
             self.model.train()
             self.ema.restore(self.trained)
-
-    def matched(self, step: int) -> bool:
-        """Whether `until` says the run may stop (asked every `stop_when_matched` steps, on the main process)."""
-        every = getattr(self.config, "stop_when_matched", 0)
-        if self.until is None or not every or step % every or step == self.config.steps:
-            return False
-        flag = False
-        if self.accelerator.is_main_process:
-            with self.ema_weights() as model:
-                flag = bool(self.until(model, step))
-        return any_process(self.accelerator, flag)
 
     def log_preview(self, step: int):
         """A grid of samples from the EMA weights, on the main process, into TensorBoard."""

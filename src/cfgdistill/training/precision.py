@@ -3,9 +3,10 @@
 On a GPU, bf16 where it has bf16 (Ampere and later), else fp32. On a CPU the answer depends on the chip
 (AVX-512 BF16 or AMX make bf16 faster; without them it can be several times slower) and on the network, so
 the choice is measured: a few training steps of this very network and objective in fp32 and in bf16,
-interleaved, and the faster wins. The figures are kept in the cache ($CFGDISTILL_CACHE/precision.json) per
-network, batch and machine, so later runs of the same recipe choose alike without timing again. A resumed
-run keeps the precision its checkpoint records, so it continues exactly.
+interleaved. bf16 wins only where it runs at least BF16_MARGIN times as fast: it costs precision, and a tie
+within the timing noise would change a run's figures for nothing. The figures are kept in the cache
+($CFGDISTILL_CACHE/precision.json) per network, batch and machine, so later runs of the same recipe choose alike
+without timing again. A resumed run keeps the precision its checkpoint records, so it continues exactly.
 """
 
 import hashlib
@@ -18,12 +19,12 @@ import warnings
 
 import torch
 
-from ..evaluation.classifier import cache_dir
-from ..evaluation.machine import cpu_features
-from ..io import atomic
+from ..io import atomic, cache_dir
+from .machine import cpu_features
 
 AUTO = "auto"
 PROBE_STEPS = 3  # timed steps per precision, after one warm-up step each
+BF16_MARGIN = 1.1  # bf16 must measure this much faster than fp32 to be chosen
 
 
 def resolve_precision(config, run, found, model, objective, batch: tuple, log) -> None:
@@ -50,7 +51,11 @@ def resolve_precision(config, run, found, model, objective, batch: tuple, log) -
     ratio = seconds["no"] / seconds["bf16"]
     how = "measured before on this machine" if cached else f"timed {PROBE_STEPS} steps of each"
     name = {"no": "fp32", "bf16": "bf16"}[config.mixed_precision]
-    log(f"mixed precision auto: {name} (bf16 steps run {ratio:.2f}x as fast as fp32 on this CPU; {how})")
+    verdict = "at least" if name == "bf16" else "under"
+    log(
+        f"mixed precision auto: {name} (bf16 steps run {ratio:.2f}x as fast as fp32 on this CPU, {verdict} the "
+        f"{BF16_MARGIN:g}x it needs; {how})"
+    )
 
 
 def gpu_precision(run) -> str | None:
@@ -69,11 +74,11 @@ def cpu_choice(model, objective, batch: tuple, config) -> tuple:
     except (OSError, ValueError):
         known = {}
     if key in known:
-        return known[key]["choice"], known[key]["seconds"], True
+        return choose(known[key]["seconds"]), known[key]["seconds"], True
     seconds = time_steps(model, objective, batch)
     if seconds is None:
         return "no", None, False
-    choice = "bf16" if seconds["bf16"] < seconds["no"] else "no"
+    choice = choose(seconds)
     known[key] = {"choice": choice, "seconds": seconds}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,6 +87,11 @@ def cpu_choice(model, objective, batch: tuple, config) -> tuple:
     except OSError:  # a read-only cache costs a probe per run, nothing more
         pass
     return choice, seconds, False
+
+
+def choose(seconds: dict) -> str:
+    """bf16 only with the margin; the rule is applied to cached timings too, so it holds for old entries."""
+    return "bf16" if seconds["no"] >= BF16_MARGIN * seconds["bf16"] else "no"
 
 
 def probe_key(model, objective, config) -> str:

@@ -178,16 +178,33 @@ def find_resume(run, log) -> tuple | None:
     return None
 
 
+# distill settings measured as giving nothing and removed (docs/distillation.md), each at its value when off
+RETIRED_SETTINGS = {
+    "guidance_gate": "none",
+    "negative_input": "additive",
+    "composed_negatives": 0.0,
+    "s_draws": 1,
+    "new_lr_scale": 1.0,
+    "stop_when_matched": 0,
+}
+
+
 def check_same_run(meta: dict, kind: str, recipe: dict, path, defaults: dict | None = None):
     """Refuse to continue a checkpoint of another kind or other settings, naming the first setting that differs.
 
     A setting the checkpoint lacks was added after it was written; it ran as that setting's default (`defaults`).
+    A retired setting at the value it had when off is dropped; at any other value the run cannot go on. The
+    recipe's name is a label: its values are compared one by one.
     """
     if meta.get("kind") != kind:
         raise UserError(f"cannot resume {path}: it holds a {meta.get('kind')} run, this run trains a {kind}")
-    saved, recipe = meta.get("recipe", {}), json.loads(json.dumps(recipe))  # tuples compare as JSON lists
+    saved, recipe = dict(meta.get("recipe", {})), json.loads(json.dumps(recipe))  # tuples compare as JSON lists
+    for key, off in RETIRED_SETTINGS.items():
+        if key in saved and saved.pop(key) != off:
+            raise UserError(f"cannot resume {path}: it was written with {key}, a setting cfgdistill no longer has")
     saved = json.loads(json.dumps(defaults or {})) | saved
-    for key in sorted(set(saved) | set(recipe)):
+    keys = (set(saved) | set(recipe)) - {"recipe"}
+    for key in sorted(keys, key=lambda k: (k not in ("teacher", "guide"), k)):  # another model is said first
         old, new = saved.get(key, "<absent>"), recipe.get(key, "<absent>")
         if old != new:
             raise UserError(f"cannot resume {path}: it was written with {key} = {old}, this run has {new}")

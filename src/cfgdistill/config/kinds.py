@@ -1,14 +1,14 @@
-"""Settings as dataclass fields: the kinds of value, each with its one validator, and the `setting` field.
+"""The kinds of value a setting takes, each with its one validator, and the `setting` field itself.
 
 A kind checks a value both when a flag is parsed (flags.py) and when a config is validated (the API).
 This module imports no torch.
 """
 
 import math
-from dataclasses import MISSING, field, fields, replace
+from dataclasses import MISSING, field, fields
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 
 class Kind:
@@ -134,9 +134,22 @@ IMAGE_SIZE = Kind(
 )
 
 
-def setting(default=MISSING, help="", kind=TEXT, *, choices=None, flag=None, short=None, required=False, repeat=False):
-    """A dataclass field that is also a flag: `--name-with-dashes`, unless `flag` names it otherwise."""
+def setting(
+    default=MISSING,
+    help="",
+    kind=TEXT,
+    *,
+    choices=None,
+    flag=None,
+    short=None,
+    required=False,
+    repeat=False,
+    main=False,
+):
+    """A dataclass field that is also a flag: `--name-with-dashes`, unless `flag` names it otherwise. A `main`
+    one is shown by `--help`; the others by `--help-all`, and `--set name=value` reaches them too."""
     meta = dict(help=help, kind=kind, choices=choices, flag=flag, short=short, required=required, repeat=repeat)
+    meta["main"] = main
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -170,12 +183,3 @@ class Settings:
 
     def check(self):
         """Checks that involve more than one field."""
-
-    @classmethod
-    def preset(cls, name: str, **overrides):
-        """The config with a named preset's values, then `overrides`."""
-        from .config import PRESETS  # the presets name configs, which are built on this module
-
-        if name not in PRESETS:
-            raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
-        return replace(cls(), **{**PRESETS[name].get(cls.command, {}), **overrides})

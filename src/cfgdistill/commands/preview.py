@@ -2,7 +2,7 @@
 
 import torch
 
-from .sample import generate
+from ..guidance.sampling import generate
 
 PREVIEW_S = 3.0
 

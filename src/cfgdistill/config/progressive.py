@@ -1,17 +1,17 @@
-"""Settings of `progressive`: few-step students by progressive distillation (torch-free, like config.py)."""
+"""Settings of `progressive`: few-step students by progressive distillation."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .loop_options import LoopConfig
-from .settings import COUNT, PATH, POSITIVE, POSITIVE_NUMBER, Settings, setting
+from ..errors import UserError
+from .kinds import COUNT, PATH, POSITIVE, POSITIVE_NUMBER, Settings, setting
+from .loop import LoopConfig
 
 
 @dataclass
 class StudentInput(Settings):
     student: Path = setting(
-        None, "a guidance-distilled student checkpoint (stage 1, or an earlier round)", PATH, required=True
+        None, "a guidance-distilled student checkpoint (stage 1, or an earlier round)", PATH, required=True, main=True
     )
 
 
@@ -23,9 +23,9 @@ class ProgressiveConfig(LoopConfig):
     start_steps: int | None = setting(
         None, "deterministic sampling steps of round 0 (default: the student's own grid, else 64)", POSITIVE
     )
-    rounds: int = setting(4, "rounds; each halves the steps", POSITIVE)
-    steps: int = setting(500, "optimizer steps per round", POSITIVE, flag="--steps-per-round")
-    lr: float = setting(2e-4, "peak learning rate of AdamW in each round", POSITIVE_NUMBER)
+    rounds: int = setting(4, "rounds; each halves the steps", POSITIVE, main=True)
+    steps: int = setting(500, "optimizer steps per round", POSITIVE, flag="--steps-per-round", main=True)
+    lr: float = setting(2e-4, "peak learning rate of AdamW in each round", POSITIVE_NUMBER, main=True)
     warmup_steps: int = setting(20, "learning-rate warm-up steps per round", COUNT)
 
     def check(self):

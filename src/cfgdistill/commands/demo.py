@@ -10,9 +10,9 @@ import torch
 from ..config import DemoConfig, DistillConfig, RunOptions, TrainConfig
 from ..errors import UserError
 from ..evaluation.compare import compare
-from ..evaluation.machine import machine_record
 from ..images import labelled_panels, save_image, tile
 from ..io import check_output_dir, printable, write_text
+from ..training.machine import machine_record
 from .distill import distill
 from .train import train_teacher
 
@@ -27,10 +27,14 @@ def run_demo(config: DemoConfig) -> dict:
     out = Path(config.out)
     check_output_dir(out, config.overwrite)
     quiet, started = config.quiet, time.perf_counter()
-    teacher = train_teacher(TrainConfig(steps=config.train_steps, objective=config.objective), RunOptions(quiet=quiet))
+    precision = config.mixed_precision
+    train = TrainConfig(steps=config.train_steps, objective=config.objective, mixed_precision=precision)
+    teacher = train_teacher(train, RunOptions(quiet=quiet))
     teacher.save(out / "teacher", overwrite=True)
     trained = time.perf_counter()
-    student = distill(teacher, DistillConfig(steps=config.distill_steps), RunOptions(quiet=quiet))
+    student = distill(
+        teacher, DistillConfig(steps=config.distill_steps, mixed_precision=precision), RunOptions(quiet=quiet)
+    )
     student.save(out / "student", overwrite=True)
     distilled = time.perf_counter()
     rows = compare_at_scales(teacher, student, config)

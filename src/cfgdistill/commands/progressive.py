@@ -12,10 +12,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..checkpoint import META_FILE, Checkpoint, load
-from ..config import RunOptions
+from ..config import ProgressiveConfig, RunOptions
 from ..data import load_dataset
 from ..errors import UserError
-from ..fewstep_options import ProgressiveConfig
 from ..objectives.progressive import ProgressiveDistillation
 from ..training.loop import fit
 from ..training.precision import AUTO

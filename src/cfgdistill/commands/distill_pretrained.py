@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ..config import DistillConfig, RunOptions
+from ..config import DistillConfig, PipelineOptions, RunOptions
 from ..data import ImageDataset
 from ..errors import UserError
 from ..guidance import distillable_rule
@@ -20,7 +20,6 @@ from ..pretrained.families import FAMILIES
 from ..pretrained.images import load_latents
 from ..pretrained.prompts import PromptConditioning, read_prompts
 from ..pretrained.resolve import family_of, resolve_pipeline
-from ..pretrained_options import PipelineOptions
 from ..training.loop import fit
 from ..training.precision import AUTO, gpu_precision
 from ..training.run_folder import RunFolder

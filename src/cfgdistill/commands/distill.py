@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import Checkpoint, load
-from ..config import DistillConfig, RunOptions
+from ..config import DistillConfig, PipelineOptions, RunOptions
 from ..data import ImageDataset, load_dataset
 from ..errors import UserError
 from ..guidance import distillable_rule, on_path, parse_options
@@ -16,7 +16,6 @@ from ..networks import Denoiser, make_student
 from ..objectives import GuidanceDistillation
 from ..objectives.guidance_distillation import GUIDANCE_WEIGHTING
 from ..pretrained import is_pipeline
-from ..pretrained_options import PipelineOptions
 from ..training.loop import fit
 from ..training.run_folder import RunFolder
 from .distill_pretrained import distill_pipeline
@@ -63,41 +62,22 @@ def distill(
         teacher_model = teacher.model.eval().requires_grad_(False)
         torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
         scales = (config.guidance_min, config.guidance_max)
-        negatives = config.negative_input if config.negatives else None
-        student = make_student(teacher_model, scales, negatives, config.guidance_gate)
+        student = make_student(teacher_model, scales, negatives=bool(config.negatives))
         guide_model = guide.model.eval().requires_grad_(False) if guide else None
         pair = GuidedPair(teacher_model, guide_model, **rule.keywords) if guide else teacher_model
         objective = GuidanceDistillation(pair, teacher.process, teacher.conditioning, config, rule, dataset)
         identity = run_identity(teacher_model, guide, dataset, config)
-        until, preview = gate_check(teacher, config, rule, guide), class_preview(teacher.process, teacher.conditioning)
-        fit(student, objective, dataset, config, run, identity, preview, until)
+        fit(student, objective, dataset, config, run, identity, class_preview(teacher.process, teacher.conditioning))
         pair.cpu()
         result = student_checkpoint(student.cpu(), teacher, dataset, config, rule)
-        if until is not None:
-            result.meta.training["gate_checks"] = until.history
         folder.save(result)
     return result
 
 
 def check_pipeline_config(config: DistillConfig):
-    """What a diffusers pipeline's student cannot do: a negative input or guidance gate of its own, a classifier's
-    gate check."""
+    """What a diffusers pipeline's student cannot do: a negative input of its own."""
     if config.negatives:
         raise UserError("--negatives trains our UNet's negative input; a diffusers pipeline's network has none")
-    if config.guidance_gate != "none":
-        raise UserError("--guidance-gate is our UNet's; a pipeline's student must run in the stock pipeline")
-    if config.stop_when_matched:
-        raise UserError("--stop-when-matched judges by a dataset's classifier; a pipeline's prompts have none")
-
-
-def gate_check(teacher: Checkpoint, config: DistillConfig, rule, guide):
-    """`--stop-when-matched`'s check against the teacher under the rule being learnt; None without it."""
-    if not config.stop_when_matched:
-        return None
-    from ..evaluation.gate_check import GateCheck
-
-    options = dict(rule.keywords) | ({"guide": guide.model} if guide else {})
-    return GateCheck(teacher, (config.guidance_min, config.guidance_max), {"rule": config.guider, "options": options})
 
 
 def run_identity(teacher_model, guide, dataset, config: DistillConfig) -> dict:
@@ -144,17 +124,13 @@ def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions, r
     """A teacher, a path grid its schedule can hold, and a run folder that is not the teacher's own."""
     if teacher.kind != "teacher":
         raise UserError("distillation needs a teacher checkpoint, but this one is a student")
-    if on_path(rule) and (config.trajectory_fraction != 1 or config.s_draws != 1):
+    if on_path(rule) and config.trajectory_fraction != 1:
         raise UserError(
             f"this {config.guider} depends on the sampling path (its step or memory): a student learns it on the "
-            "teacher's paths alone: pass --trajectory-fraction 1 --s-draws 1"
+            "teacher's paths alone: pass --set trajectory_fraction=1"
         )
     if config.negatives and not isinstance(teacher.model, Denoiser):
         raise UserError("--negatives needs a UNet teacher (--arch unet); the Flux transformer has no negative input")
-    if config.guidance_gate != "none" and not isinstance(teacher.model, Denoiser):
-        raise UserError("--guidance-gate needs a UNet teacher (--arch unet); the stock Flux guidance embedder has none")
-    if config.composed_negatives and teacher.conditioning.kind != "text":
-        raise UserError("--composed-negatives joins two classes' prompts: it needs a text-conditioned teacher")
     if config.negatives and config.guider == "autoguidance":
         raise UserError("autoguidance guides by a weaker model, not by a negative condition: leave out --negatives")
     if config.trajectory_steps > teacher.process.num_train_timesteps:
