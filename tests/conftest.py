@@ -1,5 +1,8 @@
+import os
+
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 
 from cfgdistill.networks import Denoiser
 from cfgdistill.processes import VP
@@ -39,3 +42,12 @@ def schedule():
 @pytest.fixture
 def labels():
     return torch.arange(10).repeat(2)
+
+
+# Every fuzz of the suite: a fixed number of derandomised examples; HYPOTHESIS_PROFILE=nightly runs many more.
+QUIET_CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+for profile, examples in (("ci", 12), ("nightly", 400)):
+    settings.register_profile(
+        profile, max_examples=examples, derandomize=True, deadline=None, suppress_health_check=QUIET_CHECKS
+    )
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

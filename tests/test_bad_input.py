@@ -127,6 +127,27 @@ def pipeline_folders(root: Path):
     assert main([*distill, "--out", str(root / "sdstudent"), "--quiet", "--batch-size", "2"]) == 0
     (root / "pipeimages").mkdir()
     (root / "pipeimages" / "0.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    odd_pipeline_folders(root)
+
+
+def odd_pipeline_folders(root: Path):
+    """Copies of the SD pipeline that a user or diffusers might leave odd, one thing each."""
+    index = lambda name, change: edit_json(copy_model(root / "sdpipe", root / name) / "model_index.json", change)
+    index("unknownclass", lambda c: c.update(unet=["diffusers", "NoSuchUNet"]))
+    index("custommodule", lambda c: c.update(unet=["my_unet", "MyUNet"]))
+    index("stringentry", lambda c: c.update(unet="UNet2DConditionModel"))
+    index("flowsd", lambda c: c.update(scheduler=["diffusers", "FlowMatchEulerDiscreteScheduler"]))
+    shutil.rmtree(copy_model(root / "sdpipe", root / "nounet") / "unet")
+    shutil.rmtree(copy_model(root / "sdpipe", root / "unetfile") / "unet")
+    (root / "unetfile" / "unet").write_text("not a folder\n")
+    (copy_model(root / "sdpipe", root / "looppipe") / "unet" / "loop").symlink_to("loop")
+    weights = copy_model(root / "sdpipe", root / "binpipe") / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.rename(weights.with_suffix(".bin"))
+    unet = lambda name, change: edit_json(copy_model(root / "sdpipe", root / name) / "unet" / "config.json", change)
+    unet("nullfield", lambda c: c.update(in_channels=None))
+    unet("textfield", lambda c: c.update(layers_per_block="two"))
+    (root / "ckptfile").mkdir()
+    (root / "ckptfile" / "checkpoints").write_text("a file where a run keeps its checkpoints\n")
 
 
 def edit_json(path: Path, change):

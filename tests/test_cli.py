@@ -186,12 +186,12 @@ def test_student_extrapolation_warns_then_runs(trained, capsys, tmp_path):
 def test_installed_command_prints_no_traceback(tmp_path):
     exe = shutil.which("cfgdistill") or sys.executable
     argv = [exe] if exe != sys.executable else [exe, "-m", "cfgdistill.cli"]
-    done = subprocess.run(
-        argv + ["sample", "--model", str(tmp_path), "--out", str(tmp_path / "x.png")], capture_output=True, text=True
-    )
+    (tmp_path / "model").mkdir()
+    model, out = str(tmp_path / "model"), str(tmp_path / "x.png")
+    done = subprocess.run(argv + ["sample", "--model", model, "--out", out], capture_output=True, text=True)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"cfgdistill: error: {tmp_path} is not a cfgdistill checkpoint (no cfgdistill.json)"
+        f"cfgdistill: error: {model} is not a cfgdistill checkpoint (no cfgdistill.json)"
     ]
 
 

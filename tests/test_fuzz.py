@@ -17,19 +17,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cfgdistill.cli import main
 from cfgdistill.config import COMMANDS
 from cfgdistill.config.kinds import SWITCH, flag_of
-
-QUIET_CHECKS = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-for profile, examples in (("ci", 12), ("nightly", 400)):
-    settings.register_profile(
-        profile, max_examples=examples, derandomize=True, deadline=None, suppress_health_check=QUIET_CHECKS
-    )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ODD = [
     "0",

@@ -161,7 +161,7 @@ def test_a_genuine_bug_still_shows_its_traceback(monkeypatch, tmp_path):
 
     monkeypatch.setattr(checkpoint, "load", broken)
     with pytest.raises(ZeroDivisionError):
-        main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "x.png")])
+        main(["sample", "--model", str(tmp_path / "model"), "--out", str(tmp_path / "x.png")])
 
 
 def test_the_lock_names_its_holder(tmp_path):

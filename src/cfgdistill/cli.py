@@ -41,7 +41,11 @@ def parse(argv=None) -> tuple:
 def run(command: str, settings: dict):
     """The command, importing only what it uses (a sample need not load evaluation's metrics)."""
     from . import config
+    from .commands.inputs import paths_of
+    from .io import check_apart
     from .training.accelerator import is_main_process
+
+    check_apart(*paths_of({cls.__name__: value for cls, value in settings.items()}))  # before the command's checks
 
     if command == "train":
         from .commands.train import train_teacher

@@ -152,3 +152,25 @@ def probe_writable(folder: Path, output: Path):
 def cache_dir() -> Path:
     """Where cfgdistill keeps what it can rebuild: classifiers, precision timings ($CFGDISTILL_CACHE)."""
     return Path(os.environ.get("CFGDISTILL_CACHE", Path.home() / ".cache" / "cfgdistill"))
+
+
+def resolved(path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_apart(outputs: dict, inputs: dict):
+    """Refuse, before any work, an output equal to, inside or containing an input, `--overwrite` or not: what a
+    user brings (a teacher, a pipeline, data, prompts) is never written to. Both are {flag: path}; inputs that
+    are not on disk (a bundled dataset's name, a hub id) hold nothing to protect."""
+    for flag, path in outputs.items():
+        out = resolved(path)
+        for source, given in inputs.items():
+            if not Path(given).expanduser().exists():
+                continue
+            read = resolved(given)
+            if out == read or read in out.parents or out in read.parents:
+                how = "is" if out == read else "lies inside" if read in out.parents else "holds"
+                raise UserError(
+                    f"--{flag} {path} {how} {source} {given}: cfgdistill never writes to what it reads; "
+                    f"choose another --{flag}"
+                )

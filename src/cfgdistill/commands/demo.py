@@ -14,11 +14,13 @@ from ..images import labelled_panels, save_image, tile
 from ..io import check_output_dir, printable, write_text
 from ..training.machine import machine_record
 from .distill import distill
+from .inputs import guarded
 from .train import train_teacher
 
 GRID_S = (0.0, 1.0, 2.0, 4.0)
 
 
+@guarded
 def run_demo(config: DemoConfig) -> dict:
     """Train, distill, then sample both at GRID_S from the same noise; returns the summary it writes."""
     config.validate()

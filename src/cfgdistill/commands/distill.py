@@ -19,6 +19,7 @@ from ..pretrained import is_pipeline
 from ..training.loop import fit
 from ..training.run_folder import RunFolder
 from .distill_pretrained import distill_pipeline
+from .inputs import guarded
 from .preview import class_preview
 
 
@@ -31,6 +32,7 @@ def fingerprint(model) -> str:
     return digest.hexdigest()[:16]
 
 
+@guarded
 def distill(
     teacher: Checkpoint | str | Path,
     config: DistillConfig,
@@ -53,7 +55,7 @@ def distill(
     rule = distillable_rule(config.guider, parse_options(config.guider_option))
     run = run or RunOptions()
     teacher = teacher if isinstance(teacher, Checkpoint) else load(teacher)
-    check_teacher(teacher, config, run, rule)
+    check_teacher(teacher, config, rule)
     guide = autoguide_of(teacher, config)
     with RunFolder(run) as folder:
         data = teacher.meta.data
@@ -120,8 +122,8 @@ def check_no_pipeline_options(options: PipelineOptions):
         raise UserError(f"{flag} applies to a diffusers pipeline as the teacher, not to a cfgdistill checkpoint")
 
 
-def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions, rule):
-    """A teacher, a path grid its schedule can hold, and a run folder that is not the teacher's own."""
+def check_teacher(teacher: Checkpoint, config: DistillConfig, rule):
+    """A teacher, and a path grid its schedule can hold."""
     if teacher.kind != "teacher":
         raise UserError("distillation needs a teacher checkpoint, but this one is a student")
     if on_path(rule) and config.trajectory_fraction != 1:
@@ -138,11 +140,6 @@ def check_teacher(teacher: Checkpoint, config: DistillConfig, run: RunOptions, r
             f"trajectory-steps ({config.trajectory_steps}) exceeds the "
             f"{teacher.process.num_train_timesteps} timesteps of the teacher's schedule"
         )
-    folder = getattr(teacher, "path", None)
-    if run.out is not None and folder is not None:
-        out, folder = Path(run.out).resolve(), Path(folder).resolve()
-        if out == folder or folder in out.parents:
-            raise UserError(f"--out {run.out} would overwrite the teacher in {folder}; choose another folder")
 
 
 def check_classes(data_classes: list, teacher_classes: list):

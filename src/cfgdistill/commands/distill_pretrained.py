@@ -44,6 +44,11 @@ def teacher_id(folder: Path, parts: tuple) -> str:
 TEXT_PARTS = ("text_encoder", "tokenizer")
 
 
+def prompts_id(prompts: list) -> str:
+    """What a resume must find unchanged in the prompts: their number and a hash of their text."""
+    return f"{len(prompts)} prompts, sha256 {hashlib.sha256(chr(10).join(prompts).encode()).hexdigest()[:16]}"
+
+
 def check_options(config: DistillConfig, options: PipelineOptions):
     if config.loss_space == "guidance" and options.images is None:
         raise UserError("loss-space guidance measures the teacher on images: pass --images, or use prediction or eps")
@@ -83,10 +88,8 @@ def distill_pipeline(
             student.network.enable_gradient_checkpointing()
         torch.manual_seed(config.seed)
         objective = GuidanceDistillation(teacher, process, conditioning, config, rule, data)
-        identity = {
-            "teacher": teacher_id(folder, (*TEXT_PARTS, network_dir)),
-            "pipeline": asdict(options) | {"prompts": len(prompts)},
-        }
+        identity = {"teacher": teacher_id(folder, (*TEXT_PARTS, network_dir)), "prompts": prompts_id(prompts)}
+        identity["pipeline"] = asdict(options) | {"prompts": None}  # the file's name may change, its text not
         fit(student, objective, data, config, run, json.loads(json.dumps(identity, default=str)))
         record = {"teacher": str(ref), "family": name, "prompts": prompts, "distill": asdict(config)}
         record["pipeline"] = json.loads(json.dumps(asdict(options), default=str))

@@ -13,9 +13,11 @@ from ..evaluation.report import Evaluation
 from ..evaluation.report import evaluate as evaluate_pair
 from ..io import WRITE_ERRORS, check_output_dir, why
 from ..pretrained import is_pipeline
+from .inputs import guarded
 from .sample import as_checkpoint
 
 
+@guarded
 def evaluate(teacher, student, config: EvaluateConfig | None = None) -> Evaluation:
     """Teacher and student side by side at every s of `config.guidance`; with `config.out`, the report files.
 

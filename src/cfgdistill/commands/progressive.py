@@ -21,6 +21,7 @@ from ..training.precision import AUTO
 from ..training.run_folder import RunFolder
 from ..training.state import scan
 from .distill import fingerprint
+from .inputs import guarded
 
 DEFAULT_START = 64
 
@@ -110,6 +111,7 @@ def run_round(teacher: Checkpoint, grid: list, config, run: RunOptions, dataset,
     return result
 
 
+@guarded
 def progressive(student, config: ProgressiveConfig, run: RunOptions | None = None) -> Checkpoint:
     """`config.rounds` rounds from a guidance-distilled student; returns the last round's student."""
     config.validate()

@@ -15,6 +15,7 @@ from ..images import tile, write_array
 from ..io import WRITE_ERRORS, check_file_output, why, write_all
 from ..pretrained import is_pipeline
 from ..pretrained.sampling import sample_pipeline
+from .inputs import guarded
 
 
 def as_checkpoint(model) -> Checkpoint:
@@ -68,6 +69,7 @@ def check_outputs(config: SampleConfig):
             check_file_output(path, suffix)
 
 
+@guarded
 def sample(model: Checkpoint | str | Path, config: SampleConfig | None = None) -> torch.Tensor:
     """N×C×H×W samples in [-1, 1]; with `config.out` (and `out_array`) also the PNG grid (and a .npy array).
 

@@ -14,6 +14,7 @@ from ..objectives import Denoising
 from ..processes import VP, RectifiedFlow
 from ..training.loop import fit
 from ..training.run_folder import RunFolder
+from .inputs import guarded
 from .preview import class_preview
 
 
@@ -65,6 +66,7 @@ def make_process(config: TrainConfig):
     return RectifiedFlow.create(config.shift) if config.objective == "flow" else VP.create(config.prediction)
 
 
+@guarded
 def train_teacher(config: TrainConfig, run: RunOptions | None = None, dataset: ImageDataset | None = None):
     """Train a teacher. With `run.out`, checkpoints and logs go there and the model is saved there at the end."""
     config = config.validate().resolved()

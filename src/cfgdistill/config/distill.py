@@ -17,6 +17,7 @@ class TeacherInput(Settings):
         PATH,
         required=True,
         main=True,
+        role="input",
     )
 
 
@@ -27,12 +28,14 @@ class DistillConfig(LoopConfig):
     command = "distill"
     steps: int = setting(1500, "optimizer steps", POSITIVE, main=True)
     warmup_steps: int = setting(50, "learning-rate warm-up steps (at most a tenth of the run)", COUNT)
-    data: str | None = setting(None, "training images (default: the teacher's dataset)")
+    data: str | None = setting(None, "training images (default: the teacher's dataset)", role="input")
     guider: str = setting(
         "cfg", "the guidance rule the student learns (cfgdistill.guidance.RULES, docs/guiders.md)", main=True
     )
     guider_option: list | None = setting(None, "KEY=VALUE option of the guider; repeat for several", repeat=True)
-    guide_model: str | None = setting(None, "autoguidance: the weaker teacher that guides (a folder)")  # str: JSON
+    guide_model: str | None = setting(
+        None, "autoguidance: the weaker teacher that guides (a folder)", role="input"
+    )  # str: JSON
     negatives: float = setting(
         0.0,
         "share of rows whose negative condition is a random class's prompt rather than the null one; > 0 gives the "
@@ -74,10 +77,13 @@ class PipelineOptions(Settings):
     """Prompts (and optionally images) to distill a pipeline on, and how its network is trained."""
 
     prompts: Path | None = setting(
-        None, "pipeline teachers: a text file with one training prompt per line", PATH, main=True
+        None, "pipeline teachers: a text file with one training prompt per line", PATH, main=True, role="input"
     )
     images: Path | None = setting(
-        None, "pipeline teachers: a folder of images to noise as well (default: only the teacher's own paths)", PATH
+        None,
+        "pipeline teachers: a folder of images to noise as well (default: only the teacher's own paths)",
+        PATH,
+        role="input",
     )
     lora_rank: int | None = setting(
         None, "pipeline teachers: train LoRA adapters of this rank on one shared copy of the network", POSITIVE

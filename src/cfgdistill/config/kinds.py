@@ -134,22 +134,17 @@ IMAGE_SIZE = Kind(
 )
 
 
-def setting(
-    default=MISSING,
-    help="",
-    kind=TEXT,
-    *,
-    choices=None,
-    flag=None,
-    short=None,
-    required=False,
-    repeat=False,
-    main=False,
-):
-    """A dataclass field that is also a flag: `--name-with-dashes`, unless `flag` names it otherwise. A `main`
-    one is shown by `--help`; the others by `--help-all`, and `--set name=value` reaches them too."""
-    meta = dict(help=help, kind=kind, choices=choices, flag=flag, short=short, required=required, repeat=repeat)
-    meta["main"] = main
+def setting(default=MISSING, help="", kind=TEXT, *, choices=None, flag=None, short=None, **more):
+    """A dataclass field that is also a flag: `--name-with-dashes`, unless `flag` names it otherwise.
+
+    `more`: `required`, `repeat` (the flag may be given several times), `main` (shown by `--help`; the others
+    by `--help-all`, and `--set name=value` reaches every one), `role` ("input": a path the command reads and
+    never writes; "output": a path it writes)."""
+    unknown = set(more) - {"required", "repeat", "main", "role"}
+    if unknown:
+        raise TypeError(f"setting() got unexpected options {sorted(unknown)}")
+    meta = dict(help=help, kind=kind, choices=choices, flag=flag, short=short, required=False, repeat=False)
+    meta |= dict(main=False, role=None) | more
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)

@@ -42,7 +42,9 @@ class LoopConfig(Settings):
 class RunOptions(Settings):
     """Where and how often a run writes; these may change between an interruption and its resume."""
 
-    out: Path | None = setting(None, "run folder: the model, checkpoints/ and logs/", PATH, required=True, main=True)
+    out: Path | None = setting(
+        None, "run folder: the model, checkpoints/ and logs/", PATH, required=True, main=True, role="output"
+    )
     checkpoint_every: int = setting(500, "steps between resumable checkpoints (0: never)", COUNT)
     checkpoints_total_limit: int | None = setting(None, "keep only the newest K checkpoints", POSITIVE)
     resume: str | None = setting(None, "continue from the newest complete checkpoint (latest), or from PATH", main=True)

@@ -11,7 +11,12 @@ from .loop import LoopConfig
 @dataclass
 class StudentInput(Settings):
     student: Path = setting(
-        None, "a guidance-distilled student checkpoint (stage 1, or an earlier round)", PATH, required=True, main=True
+        None,
+        "a guidance-distilled student checkpoint (stage 1, or an earlier round)",
+        PATH,
+        required=True,
+        main=True,
+        role="input",
     )
 
 

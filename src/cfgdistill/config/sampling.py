@@ -37,14 +37,18 @@ class SampleConfig(Settings):
         None, "a teacher's guidance rule (default cfg; docs/guiders.md); not for students", main=True
     )
     guider_option: list | None = setting(None, "KEY=VALUE option of the guider; repeat for several", repeat=True)
-    guide_model: Path | None = setting(None, "autoguidance: the weaker teacher that guides (e.g. trained less)", PATH)
+    guide_model: Path | None = setting(
+        None, "autoguidance: the weaker teacher that guides (e.g. trained less)", PATH, role="input"
+    )
     n: int | None = setting(
         None, "number of images (default: one per label, or 10 per class)", at_most(MAX_SAMPLES), main=True
     )
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED, main=True)
     batch_size: int = setting(256, "images per network batch", POSITIVE)
-    out: Path | None = setting(None, "PNG grid to write", PATH, required=True, main=True)
-    out_array: Path | None = setting(None, "also save the samples as float32 NxCxHxW in [-1, 1] (.npy)", PATH)
+    out: Path | None = setting(None, "PNG grid to write", PATH, required=True, main=True, role="output")
+    out_array: Path | None = setting(
+        None, "also save the samples as float32 NxCxHxW in [-1, 1] (.npy)", PATH, role="output"
+    )
     quiet: bool = setting(False, "no progress bars", SWITCH, main=True)
 
     def check(self):
@@ -59,7 +63,7 @@ def check_seeds(seed: int, n: int):
 
 @dataclass
 class ModelInput(Settings):
-    model: Path = setting(None, "teacher or student checkpoint folder", PATH, required=True, main=True)
+    model: Path = setting(None, "teacher or student checkpoint folder", PATH, required=True, main=True, role="input")
 
 
 @dataclass
@@ -77,10 +81,10 @@ class EvaluateConfig(Settings):
     sampler: str | None = setting(None, SAMPLER_HELP, choices=SAMPLERS, main=True)
     seed: int = setting(0, "image i starts from noise seeded with seed + i", SEED, main=True)
     prompts: Path | None = setting(
-        None, "pipeline pairs: a prompts file (default: the student's own prompts)", PATH, main=True
+        None, "pipeline pairs: a prompts file (default: the student's own prompts)", PATH, main=True, role="input"
     )
     out: Path | None = setting(
-        None, "folder for report.json, report.md, plots and grids", PATH, required=True, main=True
+        None, "folder for report.json, report.md, plots and grids", PATH, required=True, main=True, role="output"
     )
     overwrite: bool = setting(False, "replace a non-empty output folder", SWITCH, main=True)
     quiet: bool = setting(False, "no progress bars", SWITCH, main=True)
@@ -92,7 +96,7 @@ class EvaluateConfig(Settings):
 @dataclass
 class PairInput(TeacherInput):
     student: Path = setting(
-        None, "student checkpoint folder, or the student pipeline folder", PATH, required=True, main=True
+        None, "student checkpoint folder, or the student pipeline folder", PATH, required=True, main=True, role="input"
     )
 
 
@@ -100,7 +104,7 @@ class PairInput(TeacherInput):
 class DemoConfig(Settings):
     """Train, distill and compare on the bundled digits."""
 
-    out: Path | None = setting(None, "output folder", PATH, required=True, main=True)
+    out: Path | None = setting(None, "output folder", PATH, required=True, main=True, role="output")
     objective: str = setting("vp", "forward process of the teacher: vp or flow", choices=OBJECTIVES, main=True)
     train_steps: int = setting(1200, "teacher training steps", POSITIVE, main=True)
     distill_steps: int = setting(600, "distillation steps", POSITIVE, main=True)

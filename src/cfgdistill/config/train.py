@@ -17,6 +17,7 @@ class TrainConfig(LoopConfig):
         "digits",
         "digits (bundled with scikit-learn), fashion-mnist (Debian package), or a folder with one sub-folder per class",
         main=True,
+        role="input",
     )
     objective: str = setting(
         "vp", "forward process: vp (DDPM; eps or v) or flow (rectified flow; velocity)", choices=OBJECTIVES, main=True

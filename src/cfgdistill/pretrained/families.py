@@ -7,6 +7,7 @@ and no guidance input, so a big teacher and its student hold one copy of the wei
 
 import copy
 import math
+from pathlib import Path
 
 import torch
 from diffusers import (
@@ -23,6 +24,7 @@ from ..networks.stock_flux import StockFlux, add_guidance_embedder
 from ..networks.stock_unet import StockUNet, add_guidance_input
 from ..processes.flow import RectifiedFlow
 from ..processes.vp import VP
+from .folder import check_fit
 
 # The guidance input only shifts the timestep embedding: the layers that read it (time_emb_proj; Flux's norm
 # modulations) must adapt too. The UNet set is diffusers' LCM-LoRA script's; attention alone (rank 8)
@@ -56,8 +58,15 @@ class Family:
         self.name = name
 
     def load(self, folder):
-        """In float32 (the weights' own dtype is kept by diffusers only when asked): LoRA may halve the base later."""
-        return self.pipeline_class.from_pretrained(folder, local_files_only=True)
+        """In float32 (the weights' own dtype is kept by diffusers only when asked): LoRA may halve the base later.
+        Safetensors only: a pickled component was refused by `check_folder`, and is never unpickled here."""
+        try:
+            pipe = self.pipeline_class.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+        except Exception as error:  # what check_folder cannot see (a size the network cannot be built at)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UserError(f"cannot load the pipeline in {folder}: {first}") from None
+        check_fit(Path(folder), pipe)
+        return pipe
 
     def resolution(self, pipe) -> int:
         """The stock pipeline's default image side in pixels."""

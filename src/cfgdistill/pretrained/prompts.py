@@ -1,24 +1,25 @@
 """The prompts a pipeline is distilled on: read from a file, encoded once by the pipeline's own text encoders.
 
-The table is cached (in $CFGDISTILL_CACHE, default ~/.cache/cfgdistill), keyed by the prompts and the
-teacher's text encoders, so a resumed or repeated run neither re-encodes them nor needs those encoders.
+The table is cached (in $CFGDISTILL_CACHE, default ~/.cache/cfgdistill), keyed by the prompts, the teacher's
+text encoders and the resolution, so a resumed or repeated run neither re-encodes them nor needs those
+encoders. An entry is checked before use (its key, shape and values); a damaged one is rebuilt.
 """
 
 import hashlib
-import os
+import warnings
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..conditioning import drop
 from ..errors import UserError
-from ..io import WRITE_ERRORS, atomic
+from ..io import WRITE_ERRORS, atomic, cache_dir, why
 
 
 def cache_file(key: str) -> Path:
-    root = Path(os.environ.get("CFGDISTILL_CACHE", "~/.cache/cfgdistill")).expanduser()
-    return root / "prompts" / f"{key}.safetensors"
+    return cache_dir().expanduser() / "prompts" / f"{key}.safetensors"
 
 
 def read_prompts(path) -> list:
@@ -33,6 +34,26 @@ def read_prompts(path) -> list:
     if not prompts:
         raise UserError(f"the prompts file {path} holds no prompt (only blank lines)")
     return prompts
+
+
+def read_cache(path: Path, key: str, count: int):
+    """(rows, null, layout) of a cache entry made for `key` from `count` prompts; None, with a one-line note,
+    for one that is damaged or was made for other prompts (it is then rebuilt, never used)."""
+    try:
+        tensors = load_file(path)
+        problem = None if tensors["key"].numpy().tobytes().decode() == key else "it was made for other prompts"
+        rows, null = tensors["rows"], tensors["null"]
+        if rows.ndim < 2 or len(rows) != count or tuple(null.shape) != tuple(rows.shape[1:]):
+            problem = problem or f"its rows are {tuple(rows.shape)} for {count} prompts"
+        elif not (rows.is_floating_point() and torch.isfinite(rows).all() and torch.isfinite(null).all()):
+            problem = "its rows are not finite numbers"
+        layout = {k[len("layout.") :]: int(v) for k, v in tensors.items() if k.startswith("layout.")}
+    except (OSError, KeyError, UnicodeDecodeError, RuntimeError, SafetensorError, ValueError) as error:
+        problem = why(error)
+    if problem:
+        warnings.warn(f"the prompt cache {path} is not usable ({problem}); encoding the prompts again", stacklevel=2)
+        return None
+    return rows, null, layout
 
 
 class PromptConditioning:
@@ -54,13 +75,9 @@ class PromptConditioning:
         key = hashlib.sha256("\n".join([teacher_id, *prompts]).encode()).hexdigest()[:32]
         cache = cache_file(key)
         if cache.is_file():
-            try:
-                tensors = load_file(cache)
-                if tensors["key"].numpy().tobytes().decode() == key:
-                    layout = {k[len("layout.") :]: int(v) for k, v in tensors.items() if k.startswith("layout.")}
-                    return cls(prompts, tensors["rows"], tensors["null"], layout)
-            except (OSError, KeyError, UnicodeDecodeError, RuntimeError):
-                pass  # a damaged or foreign cache is rebuilt
+            cached = read_cache(cache, key, len(prompts))
+            if cached is not None:
+                return cls(prompts, *cached)
         rows, null, layout = family.encode(pipe, prompts, size)
         tensors = {"rows": rows, "null": null, "key": torch.frombuffer(bytearray(key.encode()), dtype=torch.uint8)}
         tensors |= {f"layout.{k}": torch.tensor(v) for k, v in layout.items()}

@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from .folder import check_folder
 
 INDEX = "model_index.json"
 # pipeline class -> (family, the network's folder, its config field that marks a guidance-distilled network)
@@ -48,13 +49,15 @@ def read_index(folder: Path) -> dict:
 
 
 def family_of(folder: Path, students: bool = False) -> tuple:
-    """(family, network folder, whether it is guidance-distilled) of a supported pipeline; a distilled one is
-    refused unless `students`; anything else is a one-line refusal."""
+    """(family, network folder, whether it is guidance-distilled) of a supported pipeline whose folder passes
+    `check_folder`; a distilled one is refused unless `students`; anything else is a one-line refusal."""
     index = read_index(folder)
     name = index.get("_class_name")
-    if name not in SUPPORTED:
-        raise UserError(f"{folder} holds a {name}; cfgdistill distills {', '.join(SUPPORTED)}")
+    if not isinstance(name, str) or name not in SUPPORTED:
+        shown = name if isinstance(name, str) else json.dumps(name)[:40]
+        raise UserError(f"{folder} holds a {shown}; cfgdistill distills {', '.join(SUPPORTED)}")
     family, network, marker = SUPPORTED[name]
+    check_folder(folder, index, family)
     try:
         config = json.loads((folder / network / "config.json").read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -41,7 +41,13 @@ def acquire(path: Path) -> int:
 
 def prepare_run_folder(run):
     """A run folder is fresh, resumed (`resume`) or replaced (`overwrite`); anything else is refused untouched.
-    An overwritten run's old checkpoints and logs are cleared by the loop, once the new run has passed its checks."""
+    An overwritten run's old checkpoints and logs are cleared by the loop, once the new run has passed its checks.
+    The folders the run will write into must be folders (or absent), so no save fails halfway through a run."""
+    for place in (checkpoint_root(run.out), Path(run.out) / "logs"):
+        if (place.exists() or place.is_symlink()) and not place.is_dir():
+            raise UserError(
+                f"{place} is not a folder; a run keeps its {place.name} there: move it or choose another --out"
+            )
     if run.resume is not None:
         check_output_dir(run.out, overwrite=True)
         if run.resume != "latest" and not Path(run.resume).is_dir():
