@@ -1,35 +1,30 @@
-"""`distill`: a one-pass student of a teacher's guided prediction (stage 1 of Meng et al., CVPR 2023)."""
+"""`distill`: a one-pass student of a teacher's guided prediction (stage 1 of Meng et al., CVPR 2023).
 
-import hashlib
-from dataclasses import asdict
+One path for every kind of teacher: a cfgdistill checkpoint (checkpoint_teacher.py) or a diffusers pipeline
+(pipeline_teacher.py), each of which checks the settings it can serve, opens a `Session` (the networks, the
+process, the rows) and exports its student.
+"""
+
 from pathlib import Path
 
-import torch
-
-from ..checkpoint import Checkpoint, load
+from ..checkpoint import Checkpoint
 from ..config import DistillConfig, PipelineOptions, RunOptions
-from ..data import ImageDataset, load_dataset
-from ..errors import UserError
-from ..guidance import distillable_rule, on_path, parse_options
-from ..guidance.autoguide import GuidedPair, load_guide
-from ..networks import Denoiser, make_student
+from ..data import ImageDataset
+from ..guidance import distillable_rule, parse_options
 from ..objectives import GuidanceDistillation
-from ..objectives.guidance_distillation import GUIDANCE_WEIGHTING
 from ..pretrained import is_pipeline
 from ..training.loop import fit
 from ..training.run_folder import RunFolder
-from .distill_pretrained import distill_pipeline
+from .checkpoint_teacher import CheckpointTeacher
 from .inputs import guarded
-from .preview import class_preview
+from .pipeline_teacher import PipelineTeacher
 
 
-def fingerprint(model) -> str:
-    """A short hash of a network's weights, so a resume cannot silently switch teachers."""
-    digest = hashlib.sha256()
-    for name, value in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
+def teacher_of(teacher, pipeline: PipelineOptions, dataset):
+    """The teacher `distill` was given: a pipeline where it is one (or where prompts are given), else a checkpoint."""
+    if not isinstance(teacher, Checkpoint) and (pipeline.prompts is not None or is_pipeline(teacher)):
+        return PipelineTeacher(teacher, pipeline, dataset)
+    return CheckpointTeacher(teacher, pipeline, dataset)
 
 
 @guarded
@@ -42,110 +37,21 @@ def distill(
 ):
     """Train a student, initialised from the teacher, on the teacher's output under the rule `config.guider`.
 
-    `dataset` (or `config.data`) gives the images x_t is noised from; by default the teacher's own.
-    With `run.out`, checkpoints and logs go there and the student is saved there at the end.
-    A diffusers pipeline as the teacher is distilled on `pipeline.prompts` instead (distill_pretrained.py).
+    `dataset` (or `config.data`) gives the images x_t is noised from; by default the teacher's own. A diffusers
+    pipeline as the teacher is distilled on `pipeline.prompts` instead. With `run.out`, checkpoints and logs go
+    there and the student is saved there at the end.
     """
-    pipeline = pipeline or PipelineOptions()
-    if not isinstance(teacher, Checkpoint) and (pipeline.prompts is not None or is_pipeline(teacher)):
-        check_pipeline_config(config)
-        return distill_pipeline(teacher, config, pipeline, run)
-    check_no_pipeline_options(pipeline)
     config.validate()
+    source = teacher_of(teacher, pipeline or PipelineOptions(), dataset)
     rule = distillable_rule(config.guider, parse_options(config.guider_option))
+    config = source.check(config, rule)
     run = run or RunOptions()
-    teacher = teacher if isinstance(teacher, Checkpoint) else load(teacher)
-    check_teacher(teacher, config, rule)
-    guide = autoguide_of(teacher, config)
     with RunFolder(run) as folder:
-        data = teacher.meta.data
-        dataset = dataset or load_dataset(config.data or data.name, "train", image_shape=tuple(data.image_shape))
-        check_classes(dataset.class_names, teacher.class_names)
-        teacher_model = teacher.model.eval().requires_grad_(False)
-        torch.manual_seed(config.seed)  # the guidance embedding's first layers are random: same seed, same student
-        scales = (config.guidance_min, config.guidance_max)
-        student = make_student(teacher_model, scales, negatives=bool(config.negatives))
-        guide_model = guide.model.eval().requires_grad_(False) if guide else None
-        pair = GuidedPair(teacher_model, guide_model, **rule.keywords) if guide else teacher_model
-        objective = GuidanceDistillation(pair, teacher.process, teacher.conditioning, config, rule, dataset)
-        identity = run_identity(teacher_model, guide, dataset, config)
-        fit(student, objective, dataset, config, run, identity, class_preview(teacher.process, teacher.conditioning))
-        pair.cpu()
-        result = student_checkpoint(student.cpu(), teacher, dataset, config, rule)
+        session = source.open(config, run, rule)
+        objective = GuidanceDistillation(
+            session.pair, session.process, session.conditioning, config, rule, session.data
+        )
+        fit(session.student, objective, session.data, config, run, session.identity, session.preview)
+        result = source.export(session, config, rule)
         folder.save(result)
     return result
-
-
-def check_pipeline_config(config: DistillConfig):
-    """What a diffusers pipeline's student cannot do: a negative input of its own."""
-    if config.negatives:
-        raise UserError("--negatives trains our UNet's negative input; a diffusers pipeline's network has none")
-
-
-def run_identity(teacher_model, guide, dataset, config: DistillConfig) -> dict:
-    """What a resumed run must share besides its config: the teacher, the guide, the data, the weighting."""
-    identity = {"teacher": fingerprint(teacher_model), "data_images": len(dataset)}
-    if guide:
-        identity["guide"] = fingerprint(guide.model)
-    if config.loss_space == "guidance":
-        identity["guidance_weighting"] = GUIDANCE_WEIGHTING
-    return identity
-
-
-def student_checkpoint(student, teacher: Checkpoint, dataset, config: DistillConfig, rule) -> Checkpoint:
-    """The student with its record: the teacher's training, this run's config, the rule, options and guide."""
-    result = Checkpoint.create(
-        student,
-        teacher.process,
-        kind="student",
-        dataset=dataset,
-        training={"teacher": teacher.meta.training, "distill": asdict(config)},
-        conditioning=teacher.conditioning,
-        rule=config.guider,
-        options=rule.keywords,
-    )
-    result.meta.guidance.guide_model = str(Path(config.guide_model).resolve()) if config.guide_model else None
-    return result
-
-
-def autoguide_of(teacher: Checkpoint, config: DistillConfig) -> Checkpoint | None:
-    """Autoguidance's guide model, checked against the teacher; None for every other rule."""
-    if (config.guider == "autoguidance") != (config.guide_model is not None):
-        raise UserError("--guider autoguidance needs --guide-model PATH, and --guide-model goes with it only")
-    return load_guide(teacher, config.guide_model) if config.guide_model is not None else None
-
-
-def check_no_pipeline_options(options: PipelineOptions):
-    given = [name for name, value in asdict(options).items() if value not in (None, False)]
-    if given:
-        flag = "--" + given[0].replace("_", "-")
-        raise UserError(f"{flag} applies to a diffusers pipeline as the teacher, not to a cfgdistill checkpoint")
-
-
-def check_teacher(teacher: Checkpoint, config: DistillConfig, rule):
-    """A teacher, and a path grid its schedule can hold."""
-    if teacher.kind != "teacher":
-        raise UserError("distillation needs a teacher checkpoint, but this one is a student")
-    if on_path(rule) and config.trajectory_fraction != 1:
-        raise UserError(
-            f"this {config.guider} depends on the sampling path (its step or memory): a student learns it on the "
-            "teacher's paths alone: pass --set trajectory_fraction=1"
-        )
-    if config.negatives and not isinstance(teacher.model, Denoiser):
-        raise UserError("--negatives needs a UNet teacher (--arch unet); the Flux transformer has no negative input")
-    if config.negatives and config.guider == "autoguidance":
-        raise UserError("autoguidance guides by a weaker model, not by a negative condition: leave out --negatives")
-    if config.trajectory_steps > teacher.process.num_train_timesteps:
-        raise UserError(
-            f"trajectory-steps ({config.trajectory_steps}) exceeds the "
-            f"{teacher.process.num_train_timesteps} timesteps of the teacher's schedule"
-        )
-
-
-def check_classes(data_classes: list, teacher_classes: list):
-    """The student learns the teacher's classes: the data must have the same ones, in the same order."""
-    if list(data_classes) != list(teacher_classes):
-        raise UserError(
-            f"the data's classes ({', '.join(map(str, data_classes))}) differ from the teacher's "
-            f"({', '.join(map(str, teacher_classes))})"
-        )

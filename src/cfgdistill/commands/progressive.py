@@ -20,7 +20,7 @@ from ..training.loop import fit
 from ..training.precision import AUTO
 from ..training.run_folder import RunFolder
 from ..training.state import scan
-from .distill import fingerprint
+from .checkpoint_teacher import fingerprint
 from .inputs import guarded
 
 DEFAULT_START = 64
