@@ -4,9 +4,8 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
-from .folder import check_folder
+from .folder import INDEX, check_folder, read_config
 
-INDEX = "model_index.json"
 # pipeline class -> (family, the network's folder, its config field that marks a guidance-distilled network)
 SUPPORTED = {
     "StableDiffusionPipeline": ("sd", "unet", "time_cond_proj_dim"),
@@ -39,13 +38,7 @@ def resolve_pipeline(ref) -> Path:
 
 
 def read_index(folder: Path) -> dict:
-    try:
-        index = json.loads((folder / INDEX).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{folder / INDEX} cannot be read: {str(error).splitlines()[0]}") from None
-    if not isinstance(index, dict):
-        raise UserError(f"{folder / INDEX} is not a JSON object")
-    return index
+    return read_config(folder / INDEX)
 
 
 def family_of(folder: Path, students: bool = False) -> tuple:
@@ -58,10 +51,7 @@ def family_of(folder: Path, students: bool = False) -> tuple:
         raise UserError(f"{folder} holds a {shown}; cfgdistill distills {', '.join(SUPPORTED)}")
     family, network, marker = SUPPORTED[name]
     check_folder(folder, index, family)
-    try:
-        config = json.loads((folder / network / "config.json").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise UserError(f"{folder / network / 'config.json'} cannot be read: {str(error).splitlines()[0]}") from None
+    config = read_config(folder / network / "config.json")
     if config.get(marker) and not students:
         raise UserError(
             f"{folder} is already guidance-distilled (its {network} sets {marker}); distill its undistilled teacher"
