@@ -1,6 +1,6 @@
-"""Build a latent Fashion-MNIST pipeline in StableDiffusionPipeline's layout, to distill like a downloaded one.
+"""Build a latent Fashion-MNIST pipeline in a stock layout (sd or flux), to distill like a downloaded one.
 
-    python benchmarks/fashion_pipeline.py build --out runs/fashion-pipeline
+    python benchmarks/fashion_pipeline.py build --out runs/fashion-pipeline [--layout flux]
     cfgdistill distill --teacher runs/fashion-pipeline/teacher --prompts runs/fashion-pipeline/prompts.txt ...
     cfgdistill evaluate --teacher runs/fashion-pipeline/teacher --student ... --out docs/results/fashion-pipeline
 
@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 
-from latent_pipeline import LatentRecipe, build
+from latent_pipeline import LAYOUTS, LatentRecipe, build
 
 from cfgdistill.cli import quiet_libraries
 from cfgdistill.config import RunOptions
@@ -24,11 +24,12 @@ from cfgdistill.training.machine import machine_record
 
 def build_teacher(args):
     data = load_dataset("fashion-mnist", "train")
-    prompts = captions("fashion-mnist", data.class_names)[0]
+    prompts, held_out = captions("fashion-mnist", data.class_names)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "prompts.txt").write_text("\n".join(p for name in data.class_names for p in prompts[name]) + "\n")
-    recipe = LatentRecipe(vae_steps=args.vae_steps, unet_steps=args.unet_steps, batch_size=args.batch_size)
+    for name, table in (("prompts.txt", prompts), ("held_out.txt", held_out)):  # the second is never trained on
+        (out / name).write_text("\n".join(p for c in data.class_names for p in table[c]) + "\n")
+    recipe = LatentRecipe(args.layout, vae_steps=args.vae_steps, steps=args.steps, batch_size=args.batch_size)
     start = time.perf_counter()
     build(data, prompts, out, recipe, RunOptions(out=out, overwrite=True, quiet=args.quiet, validate_every=0))
     record = {"build_seconds": time.perf_counter() - start, "recipe": vars(recipe), "machine": machine_record()}
@@ -40,8 +41,9 @@ def main():
     commands = parser.add_subparsers(dest="command", required=True)
     b = commands.add_parser("build")  # a subcommand, so that the make target reads as the steps it runs
     b.add_argument("--out", required=True)
+    b.add_argument("--layout", choices=sorted(LAYOUTS), default="sd")
     b.add_argument("--vae-steps", type=int, default=LatentRecipe.vae_steps)
-    b.add_argument("--unet-steps", type=int, default=LatentRecipe.unet_steps)
+    b.add_argument("--steps", type=int, default=LatentRecipe.steps, help="the network's training steps")
     b.add_argument("--batch-size", type=int, default=LatentRecipe.batch_size)
     b.add_argument("--quiet", action="store_true")
     args = parser.parse_args()

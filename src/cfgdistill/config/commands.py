@@ -8,7 +8,7 @@ from ..errors import UserError
 from .distill import DistillConfig, PipelineOptions, TeacherInput
 from .loop import RunOptions
 from .progressive import ProgressiveConfig, StudentInput
-from .recipes import RECIPES, kind_recipe
+from .recipes import RECIPES, RETIRED_RECIPES, kind_recipe
 from .sampling import DemoConfig, EvaluateConfig, ModelInput, PairInput, SampleConfig
 from .train import TrainConfig
 
@@ -34,6 +34,8 @@ def recipe_values(name: str | None, command: str) -> dict:
     """The settings recipe `name` gives `command` (none for no recipe), refusing a recipe without any."""
     if name is None:
         return {}
+    if name in RETIRED_RECIPES:
+        raise UserError(f"recipe {name} is retired: {RETIRED_RECIPES[name]}")
     if name not in RECIPES:
         raise UserError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}")
     if command not in RECIPES[name].settings:
@@ -60,13 +62,32 @@ def default_recipe(command: str, given: dict) -> str | None:
     if command == "distill":
         teacher = Path(given["teacher"])
         if (teacher / "model_index.json").is_file() or (given.get("prompts") and not teacher.is_dir()):
-            return "pipeline"
+            return pipeline_recipe(teacher)
         name = kind_recipe(*teacher_kind(teacher / "cfgdistill.json", ()))
     elif command == "progressive":
         name = kind_recipe(*teacher_kind(Path(given["student"]) / "cfgdistill.json", ("teacher",)))
     else:
         return None
     return name if name and command in RECIPES[name].settings else None
+
+
+def pipeline_recipe(ref: Path) -> str:
+    """`pipeline-flux` for a FluxPipeline (a folder, or a hub id's cached index), else `pipeline`; a pipeline
+    whose index cannot be read gets `pipeline`, and `distill` then says what is wrong with it."""
+    index = ref / "model_index.json"
+    if not index.is_file():
+        from huggingface_hub import try_to_load_from_cache  # no torch: config stays light
+
+        try:
+            cached = try_to_load_from_cache(str(ref), "model_index.json")
+        except ValueError:  # not a hub id either
+            cached = None
+        index = Path(cached) if isinstance(cached, str) else index
+    try:
+        name = json.loads(index.read_text()).get("_class_name")
+    except (OSError, ValueError, AttributeError):
+        return "pipeline"
+    return "pipeline-flux" if name == "FluxPipeline" else "pipeline"
 
 
 def teacher_kind(record: Path, under: tuple) -> tuple:

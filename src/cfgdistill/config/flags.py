@@ -10,6 +10,7 @@ from dataclasses import MISSING, fields
 from ..io import printable
 from .commands import COMMANDS
 from .kinds import SWITCH, flag_of
+from .recipes import RECIPES
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,7 +39,7 @@ def add_flag(parser, item, default, full: bool):
     shown = full or meta.get("main")
     options = dict(dest=item.name, help=meta["help"] if shown else argparse.SUPPRESS, default=default)
     if item.name == "recipe":  # the names, once, in the help text rather than in the usage line
-        options.update(metavar="NAME", help=f"{meta['help']}: {', '.join(meta['choices'])}")
+        options.update(metavar="NAME", help=f"{meta['help']}: {', '.join(RECIPES)}")  # the retired: not shown
     if meta["kind"] is SWITCH:
         options["action"] = argparse.BooleanOptionalAction
     else:

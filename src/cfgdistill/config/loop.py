@@ -4,7 +4,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .kinds import COUNT, PATH, POSITIVE, POSITIVE_NUMBER, PROBABILITY, SEED, SWITCH, TEXT, Settings, setting
-from .recipes import RECIPES
+from .recipes import RECIPES, RETIRED_RECIPES
 
 MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
 
@@ -16,7 +16,7 @@ class LoopConfig(Settings):
     recipe: str | None = setting(
         None,
         "named settings measured to work (docs/recipes.md); default: the one for the data or teacher",
-        choices=tuple(RECIPES),
+        choices=(*RECIPES, *RETIRED_RECIPES),  # a retired name is refused with why, not as unknown
         main=True,
     )
     steps: int = setting(2000, "optimizer steps", POSITIVE, main=True)

@@ -55,7 +55,7 @@ class Stock:
     @torch.no_grad()
     def __call__(self, prompts: list, seeds: list, s: float, steps: int):
         generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-        arguments = pipeline_arguments(self.family, self.student, s)
+        arguments = pipeline_arguments(self.family, self.student, s) | FAMILIES[self.family].call_arguments(self.pipe)
         start = time.perf_counter()
         out = self.pipe(prompts, num_inference_steps=steps, generator=generators, output_type="pt", **arguments)
         self.seconds += time.perf_counter() - start
@@ -97,7 +97,8 @@ class DomainJudge:
 
     def __init__(self, domain: dict, prompts: list, config: EvaluateConfig):
         names = load_dataset(domain["data"], "test").class_names
-        owner = {p: c for c, name in enumerate(names) for p in captions(domain["data"], names)[0][name]}
+        tables = captions(domain["data"], names)  # training prompts and held-out paraphrases
+        owner = {p: c for c, name in enumerate(names) for table in tables for p in table[name]}
         strange = [p for p in prompts if p not in owner]
         if strange:
             raise UserError(f"the prompt {strange[0]!r} is not a {domain['data']} caption, so no classifier judges it")
@@ -144,10 +145,12 @@ def evaluate_pipelines(teacher, student, config: EvaluateConfig) -> tuple:
     prompts = judge.prompts if judge else prompts
     crop = domain["crop"] if domain else 0
     models = {"teacher": Stock(teacher, crop), "student": Stock(student, crop)}
-    conditional = draw({"teacher": models["teacher"]}, prompts, 1.0, config)["teacher"][0]
+    every = {s: draw(models, prompts, s, config) for s in config.guidance}
+    # the teacher at s = 1 is its conditional model, one pass, from the same seeds: drawn once
+    conditional = every[1.0] if 1.0 in every else draw({"teacher": models["teacher"]}, prompts, 1.0, config)
+    conditional = conditional["teacher"][0]
     rows, images = [], {}
-    for s in config.guidance:
-        drawn = draw(models, prompts, s, config)
+    for s, drawn in every.items():
         x = {name: drawn[name][0] for name in models}
         error, reference = paired_error(x["student"], x["teacher"]), paired_error(conditional, x["teacher"])
         row = {"s": s, "paired_relative_error": error, "conditional_relative_error": reference}

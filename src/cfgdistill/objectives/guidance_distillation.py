@@ -1,5 +1,7 @@
 """Guidance distillation, stage 1 of Meng et al. (CVPR 2023): one student pass learns a guidance rule's output."""
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 
@@ -33,7 +35,18 @@ class GuidanceDistillation(Objective):
         if config.loss_space == "guidance":
             if dataset is None:
                 raise ValueError("loss space 'guidance' measures the teacher on data: pass the dataset")
-            self.guidance_rms = guidance_size(teacher, process, conditioning, dataset).sqrt()
+            if dataset.images is None:  # prompts alone: the teacher's own samples stand in for images
+                x_0, cond = self.teacher_samples()
+                self.guidance_rms = guidance_size_at(teacher, process, x_0, cond).sqrt()
+            else:
+                self.guidance_rms = guidance_size(teacher, process, conditioning, dataset).sqrt()
+
+    def teacher_samples(self, rows: int = 64) -> tuple:
+        """(x_0, cond) of `rows` conditional teacher samples from fixed noise: the same in every run and resume."""
+        config = replace(self.config, p_uncond=0.0)
+        paths = TeacherTrajectories(self.teacher, self.process, self.conditioning, config, self.rule)
+        pool = paths.samples(rows, self.teacher.sample_shape, torch.Generator().manual_seed(0))
+        return pool["x_0"][:rows], pool["cond"][:rows]
 
     def to(self, device):
         self.teacher.to(device)
@@ -171,7 +184,13 @@ def guidance_size(teacher, process, conditioning, dataset, points: int = 16, row
     n = min(rows, len(dataset))
     index = torch.linspace(0, len(dataset) - 1, n).round().long()
     x_0, cond = dataset.images[index].float(), conditioning.for_classes(dataset.labels[index])
-    generator = torch.Generator().manual_seed(0)
+    return guidance_size_at(teacher, process, x_0, cond, points)
+
+
+@torch.no_grad()
+def guidance_size_at(teacher, process, x_0: torch.Tensor, cond: torch.Tensor, points: int = 16) -> torch.Tensor:
+    """`guidance_size` on given rows (x_0, their conditions)."""
+    n, generator = len(x_0), torch.Generator().manual_seed(0)
     num_t = process.num_train_timesteps
     grid = torch.linspace(0, num_t - 1, points).round().long()
     log_size = []

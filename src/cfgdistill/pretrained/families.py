@@ -37,7 +37,7 @@ LORA_TARGETS = {
     + ["norm1.linear", "norm1_context.linear", "norm.linear"],
 }
 ENCODE_BATCH = 64
-T5_TOKENS = 512  # FluxPipeline's default max_sequence_length: the student learns the prompts as sampling gives them
+T5_TOKENS = 512  # FluxPipeline's largest max_sequence_length (FLUX.1's T5 tokenizer declares 512 too)
 
 
 def with_lora(network, rank: int, targets: list):
@@ -71,6 +71,11 @@ class Family:
     def resolution(self, pipe) -> int:
         """The stock pipeline's default image side in pixels."""
         return pipe.unet.config.sample_size * pipe.vae_scale_factor
+
+    def call_arguments(self, pipe) -> dict:
+        """What the stock call needs beside the prompt to draw what the student was distilled on."""
+        side = self.resolution(pipe)
+        return {"height": side, "width": side}
 
     @torch.no_grad()
     def encode(self, pipe, prompts: list, size: int) -> tuple:
@@ -143,12 +148,22 @@ class FluxFamily(Family):
     network, pipeline_class = "transformer", FluxPipeline
 
     def resolution(self, pipe) -> int:
-        return pipe.default_sample_size * pipe.vae_scale_factor
+        """The VAE's sample size (FLUX.1's records 1024), else FluxPipeline's fixed default (128 latents)."""
+        return pipe.vae.config.get("sample_size") or pipe.default_sample_size * pipe.vae_scale_factor
+
+    def tokens(self, pipe) -> int:
+        """T5 tokens per prompt: the second tokenizer's own length, at most FluxPipeline's 512."""
+        return min(T5_TOKENS, pipe.tokenizer_2.model_max_length)
+
+    def call_arguments(self, pipe) -> dict:
+        """FluxPipeline pads every prompt to `max_sequence_length` (512 unless told): the student's length."""
+        return super().call_arguments(pipe) | {"max_sequence_length": self.tokens(pipe)}
 
     def encode_batch(self, pipe, prompts: list, size: int) -> tuple:
         device = pipe.text_encoder_2.device if pipe.text_encoder_2 is not None else torch.device("cpu")
-        states, pooled, _ = pipe.encode_prompt(prompts, device=device, max_sequence_length=T5_TOKENS)
-        null_states, null_pooled, _ = pipe.encode_prompt([""], device=device, max_sequence_length=T5_TOKENS)
+        tokens = self.tokens(pipe)
+        states, pooled, _ = pipe.encode_prompt(prompts, device=device, max_sequence_length=tokens)
+        null_states, null_pooled, _ = pipe.encode_prompt([""], device=device, max_sequence_length=tokens)
         layout = {"tokens": states.shape[1], "dim": states.shape[2]}
         return torch.cat([states.flatten(1), pooled], 1), torch.cat([null_states[0].flatten(), null_pooled[0]]), layout
 

@@ -38,6 +38,7 @@ def sample_pipeline(folder, config) -> tuple:
         raise UserError("a pipeline guides by its own guidance_scale; --guider applies to cfgdistill checkpoints")
     arguments = pipeline_arguments(name, student, config.s, config.negative_prompt)
     pipe = FAMILIES[name].load(folder)
+    arguments |= FAMILIES[name].call_arguments(pipe)
     pipe.set_progress_bar_config(disable=config.quiet)
     n = config.n or len(config.prompt)
     prompts = (config.prompt * math.ceil(n / len(config.prompt)))[:n]

@@ -11,11 +11,18 @@ def cpu_features() -> dict:
     """The CPU's vector capability as torch sees it, and whether it has bf16 instructions (AVX-512 BF16, AMX):
     what decides whether bf16 autocast pays on a CPU."""
     try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        flags = []
+        lines = open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        lines = []
+    field = lambda name: next((line.split(":", 1)[1].strip() for line in lines if line.startswith(name)), "")
+    flags = field("flags").split()
     bf16 = any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
-    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16_instructions": bf16}
+    model = field("model name") or platform.processor() or "unknown"
+    return {
+        "cpu_model": model,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_bf16_instructions": bf16,
+    }
 
 
 def machine_record() -> dict:
