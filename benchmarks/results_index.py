@@ -90,6 +90,7 @@ SOURCES = {
     "fashion-flux-pipeline/variants/guidance-loss-n1000": (E, "--loss-space guidance", "a preview, 28 steps", None),
     "fashion-flux-pipeline/variants/anchors-0.5-n1000": (E, "--set s_one_share=0.5", "a preview, 28 steps", None),
     "fashion-flux-pipeline/variants/guidance-loss-anchors-0.5": (E, "both", "2000 samples", None),
+    "fashion-flux-pipeline/variants/prediction-loss-n1000": (E, "--loss-space prediction", "a preview", None),
     "fashion-flux-pipeline/variants/lr-2e-4-anchors-0.5": (E, "--lr 2e-4 --set s_one_share=0.5", "s = 1 only", None),
     "fashion-pipeline": ("`make fashion-pipeline`", "pipeline", "the stock-pipeline pair", None),
     "fashion-pipeline/lora": ("`make fashion-pipeline` with --set lora_rank=16", "pipeline", "LoRA", None),
