@@ -50,12 +50,13 @@ class Stock:
         self.family, _, self.student = family_of(folder, students=True)
         self.pipe = FAMILIES[self.family].load(folder)
         self.pipe.set_progress_bar_config(disable=True)
+        self.size = FAMILIES[self.family].call_arguments(self.pipe)  # image side (and Flux's prompt length)
         self.crop, self.seconds, self.images = crop, 0.0, []
 
     @torch.no_grad()
     def __call__(self, prompts: list, seeds: list, s: float, steps: int):
         generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-        arguments = pipeline_arguments(self.family, self.student, s) | FAMILIES[self.family].call_arguments(self.pipe)
+        arguments = pipeline_arguments(self.family, self.student, s) | self.size
         start = time.perf_counter()
         out = self.pipe(prompts, num_inference_steps=steps, generator=generators, output_type="pt", **arguments)
         self.seconds += time.perf_counter() - start
